@@ -1,0 +1,76 @@
+/**
+ * The program: action flags, configuration, start, and signals. Exit codes: 0 after a clean stop
+ * (SIGTERM, SIGINT) or a successful --config-test; 2 for a configuration problem, with one line
+ * per problem naming the setting; 1 for anything unforeseen.
+ */
+import { ConfigError } from './errors';
+import { formatHelp, loadConfig, parseCommandLine, redactConfig, unknownEnvironmentVariables } from './config/load';
+import type { Config } from './config/settings';
+import { startSidecar } from './main';
+import { createLogger } from './observability/logger';
+
+const PROGRAM = 'idempotency-sidecar';
+
+function version(): string {
+  // Read at run time so the compiled file does not embed a stale copy.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../package.json') as { version: string }).version;
+}
+
+function fail(problems: readonly string[]): never {
+  for (const problem of problems) process.stderr.write(`${PROGRAM}: ${problem}\n`);
+  process.exit(2);
+}
+
+export function main(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): void {
+  const commandLine = parseCommandLine(argv);
+  if (commandLine.action === 'help') {
+    process.stdout.write(formatHelp());
+    return;
+  }
+  if (commandLine.action === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return;
+  }
+
+  let config: Config;
+  try {
+    config = loadConfig({ argv, env });
+  } catch (error) {
+    if (error instanceof ConfigError) fail(error.problems);
+    throw error;
+  }
+  if (commandLine.action === 'config-test') {
+    process.stdout.write(`${JSON.stringify(redactConfig(config), null, 2)}\n`);
+    return;
+  }
+
+  const logger = createLogger(config.logLevel);
+  const unknown = unknownEnvironmentVariables(env);
+  if (unknown.length > 0) logger.warn({ variables: unknown }, 'environment variables that name no setting are ignored; check their spelling');
+
+  startSidecar(config, logger).then(
+    (running) => {
+      let stopping = false;
+      const stop = (signal: NodeJS.Signals): void => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'signal received');
+        running.close().then(
+          () => process.exit(0),
+          (error: unknown) => {
+            logger.error({ error: error instanceof Error ? error.message : String(error) }, 'error while stopping');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+    },
+    (error: unknown) => {
+      if (error instanceof ConfigError) fail(error.problems);
+      logger.fatal({ error: error instanceof Error ? error.stack : String(error) }, 'failed to start');
+      process.exit(1);
+    },
+  );
+}

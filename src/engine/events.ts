@@ -1,0 +1,46 @@
+/**
+ * What the engine reports, published on diagnostics channels so that the engine never imports a
+ * logger or a metrics library: observability/ subscribes, and tests may too.
+ */
+import diagnosticsChannel from 'node:diagnostics_channel';
+import type { RecordScope } from './record';
+
+export interface LeaseLostEvent {
+  readonly scope: RecordScope;
+  /** Which renewal failed: the lock, or the record's lease in the store. */
+  readonly what: 'lock' | 'record';
+  readonly error?: unknown;
+}
+
+export interface StoreErrorEvent {
+  readonly scope: RecordScope;
+  readonly operation: string;
+  readonly error: unknown;
+}
+
+export interface UnknownOutcomeEvent {
+  readonly scope: RecordScope;
+  readonly fingerprint: string;
+  readonly method: string;
+  readonly path: string;
+  readonly reason: 'timeout' | 'reset';
+  readonly action: 'hold' | 'release';
+  readonly error: unknown;
+}
+
+export interface FencedCompletionEvent {
+  readonly scope: RecordScope;
+  readonly status: number;
+}
+
+export const channels = {
+  leaseLost: diagnosticsChannel.channel('idempotency-sidecar:lease-lost'),
+  storeError: diagnosticsChannel.channel('idempotency-sidecar:store-error'),
+  unknownOutcome: diagnosticsChannel.channel('idempotency-sidecar:unknown-outcome'),
+  /** A completion refused because another owner holds the record now. */
+  fencedCompletion: diagnosticsChannel.channel('idempotency-sidecar:fenced-completion'),
+} as const;
+
+export function publish<T extends object>(channel: diagnosticsChannel.Channel, event: T): void {
+  if (channel.hasSubscribers) channel.publish(event);
+}

@@ -1,0 +1,303 @@
+/**
+ * The idempotency decision for one guarded request that carries a key: replay, refuse, or claim
+ * the key and forward once. It speaks only to the ports (engine/ports.ts); the record's state
+ * machine is drawn in engine/record.ts and README.md.
+ *
+ * Order of work, chosen so that the common cases cost the fewest store round trips:
+ *   1. read the record: a completed one is replayed at once (one round trip);
+ *   2. otherwise take the per-key lock (Redlock), then claim the record atomically in the store;
+ *   3. forward, renewing lock and lease while the upstream works;
+ *   4. store the response (fenced by the lock token), or release / hold the key.
+ */
+import { SidecarError, StoreUnavailableError } from '../errors';
+import { channels, publish } from './events';
+import type { Lease, LockProvider, OnUnknown, RecordStore, Upstream, UpstreamRequest } from './ports';
+import type { IdempotencyRecord, RecordScope, StoredResponse } from './record';
+
+export type ConcurrentMode = 'reject' | 'wait';
+
+export interface EngineSettings {
+  readonly lockTtlMs: number;
+  readonly waitTimeoutMs: number;
+  readonly onUnknown: OnUnknown;
+  readonly storeUnavailable: 'reject' | 'passthrough';
+  readonly releaseStatuses: ReadonlySet<number>;
+}
+
+export interface EngineDependencies {
+  readonly store: RecordStore;
+  readonly locks: LockProvider;
+  readonly upstream: Upstream;
+  /** The lock's resource name for a scope (store/keys.ts), so lock and record share a slot. */
+  readonly lockResource: (scope: RecordScope) => string;
+}
+
+export interface GuardedRequest {
+  readonly scope: RecordScope;
+  readonly fingerprint: string;
+  readonly upstream: UpstreamRequest;
+  readonly ttlMs: number;
+  readonly concurrent: ConcurrentMode;
+}
+
+/** The outcomes of the contract's metrics (section 6), less `passthrough` and `invalid`, which the HTTP layer decides. */
+export type GuardOutcome = 'executed' | 'replayed' | 'conflict' | 'mismatch' | 'unavailable' | 'upstream_error' | 'unknown';
+
+export type EngineResult =
+  /** The upstream answered; `stored` is false when the status is in the release set or the store refused. */
+  | { readonly kind: 'executed'; readonly outcome: 'executed'; readonly response: StoredResponse; readonly stored: boolean }
+  | { readonly kind: 'replayed'; readonly outcome: 'replayed'; readonly response: StoredResponse }
+  | { readonly kind: 'problem'; readonly outcome: GuardOutcome; readonly error: SidecarError }
+  /** The store is down and the operator chose `passthrough`: forward without a guard. */
+  | { readonly kind: 'unguarded'; readonly outcome: 'unavailable' };
+
+/** In `wait` mode, how often a waiting duplicate looks again: it starts fast and backs off. */
+const WAIT_POLL_FIRST_MS = 10;
+const WAIT_POLL_MAX_MS = 200;
+/** A duplicate should come back about when a typical payment call has finished. */
+const IN_FLIGHT_RETRY_AFTER_SECONDS = 1;
+const STORE_RETRY_AFTER_SECONDS = 1;
+
+export class IdempotencyEngine {
+  constructor(
+    private readonly deps: EngineDependencies,
+    private readonly settings: EngineSettings,
+  ) {}
+
+  async handle(request: GuardedRequest): Promise<EngineResult> {
+    const deadline = Date.now() + (request.concurrent === 'wait' ? this.settings.waitTimeoutMs : 0);
+    let pollMs = WAIT_POLL_FIRST_MS;
+    for (;;) {
+      let attempt: Attempt;
+      try {
+        attempt = await this.attempt(request);
+      } catch (error) {
+        if (!(error instanceof StoreUnavailableError)) throw error;
+        publish(channels.storeError, { scope: request.scope, operation: 'claim', error });
+        return this.storeUnavailable(error);
+      }
+      if (attempt.kind === 'result') return attempt.result;
+      if (attempt.kind === 'owned') return this.forward(request, attempt.lease);
+
+      // The key is in flight elsewhere.
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return inFlight(request.concurrent === 'wait');
+      await sleep(Math.min(pollMs, remaining));
+      pollMs = Math.min(pollMs * 2, WAIT_POLL_MAX_MS);
+    }
+  }
+
+  /** One pass of read, lock, claim. Throws StoreUnavailableError. */
+  private async attempt(request: GuardedRequest): Promise<Attempt> {
+    const { store, locks } = this.deps;
+    const existing = await store.read(request.scope);
+    if (existing) {
+      const decided = decideExisting(existing, request.fingerprint);
+      if (decided) return { kind: 'result', result: decided };
+    }
+
+    const lease = await locks.acquire(this.deps.lockResource(request.scope), this.settings.lockTtlMs);
+    if (!lease) {
+      // Another request holds the key. It may have finished between our read and our lock, or
+      // have claimed with another fingerprint; look once more so the answer is exact.
+      const current = existing ?? (await store.read(request.scope));
+      const decided = current ? decideExisting(current, request.fingerprint) : undefined;
+      return decided ? { kind: 'result', result: decided } : { kind: 'in_flight' };
+    }
+
+    try {
+      const claim = await store.claim(request.scope, {
+        fingerprint: request.fingerprint,
+        token: lease.token,
+        leaseMs: this.settings.lockTtlMs,
+        ttlMs: request.ttlMs,
+        onExpiredLease: this.settings.onUnknown,
+      });
+      if (claim.claimed) return { kind: 'owned', lease };
+      await lease.release();
+      const decided = decideExisting(claim.record, request.fingerprint);
+      return decided ? { kind: 'result', result: decided } : { kind: 'in_flight' };
+    } catch (error) {
+      await lease.release();
+      throw error;
+    }
+  }
+
+  private storeUnavailable(error: StoreUnavailableError): EngineResult {
+    if (this.settings.storeUnavailable === 'passthrough') return { kind: 'unguarded', outcome: 'unavailable' };
+    return problem(
+      'unavailable',
+      new SidecarError('store-unavailable', {
+        detail: 'The idempotency record store did not answer in time; the request was not forwarded. Retry later.',
+        retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
+        cause: error,
+      }),
+    );
+  }
+
+  /** We own the key: call the upstream once and settle the record. */
+  private async forward(request: GuardedRequest, lease: Lease): Promise<EngineResult> {
+    const renewal = this.keepAlive(request.scope, lease);
+    try {
+      const result = await this.deps.upstream.send(request.upstream);
+      renewal.stop();
+      switch (result.kind) {
+        case 'response': {
+          const { response } = result;
+          if (this.settings.releaseStatuses.has(response.status)) {
+            await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token));
+            return { kind: 'executed', outcome: 'executed', response, stored: false };
+          }
+          const stored = await this.settle(request.scope, 'complete', () =>
+            this.deps.store.complete(request.scope, lease.token, response, request.ttlMs),
+          );
+          if (stored === false) publish(channels.fencedCompletion, { scope: request.scope, status: response.status });
+          return { kind: 'executed', outcome: 'executed', response, stored: stored === true };
+        }
+        case 'refused':
+          await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token));
+          return problem(
+            'upstream_error',
+            new SidecarError('upstream-unreachable', {
+              detail: 'The upstream could not be reached; nothing was sent. The key is released: a retry runs again.',
+              cause: result.error,
+            }),
+          );
+        case 'timeout':
+        case 'reset': {
+          const action = this.settings.onUnknown;
+          await this.settle(request.scope, action === 'hold' ? 'mark-unknown' : 'release', () =>
+            action === 'hold'
+              ? this.deps.store.markUnknown(request.scope, lease.token)
+              : this.deps.store.release(request.scope, lease.token),
+          );
+          publish(channels.unknownOutcome, {
+            scope: request.scope,
+            fingerprint: request.fingerprint,
+            method: request.upstream.method,
+            path: request.upstream.path,
+            reason: result.kind,
+            action,
+            error: result.error,
+          });
+          const consequence =
+            action === 'hold'
+              ? 'The key is held as an unknown outcome until it expires or an operator releases it.'
+              : 'The key is released: a retry runs again.';
+          return problem(
+            'unknown',
+            result.kind === 'timeout'
+              ? new SidecarError('upstream-timeout', {
+                  detail: `The request was sent but the upstream did not answer in time; it may have executed. ${consequence}`,
+                  cause: result.error,
+                })
+              : new SidecarError('upstream-reset', {
+                  detail: `The request was sent but the upstream closed the connection before answering; it may have executed. ${consequence}`,
+                  cause: result.error,
+                }),
+          );
+        }
+      }
+    } finally {
+      renewal.stop();
+      await lease.release();
+    }
+  }
+
+  /**
+   * A store write after the upstream has answered. Its failure must not cost the client the
+   * response it is owed, so it is reported and swallowed: the record stays in flight until its
+   * lease ends, then counts as unknown.
+   */
+  private async settle(scope: RecordScope, operation: string, write: () => Promise<boolean>): Promise<boolean | undefined> {
+    try {
+      return await write();
+    } catch (error) {
+      publish(channels.storeError, { scope, operation, error });
+      return undefined;
+    }
+  }
+
+  /** Renews the lock and the record's lease every third of the lease while the upstream works. */
+  private keepAlive(scope: RecordScope, lease: Lease): { stop(): void } {
+    const ttl = this.settings.lockTtlMs;
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const schedule = (): void => {
+      timer = setTimeout(() => void renew(), Math.max(1, Math.floor(ttl / 3)));
+    };
+    const renew = async (): Promise<void> => {
+      const [lock, record] = await Promise.allSettled([
+        lease.extend(ttl),
+        this.deps.store.renew(scope, lease.token, ttl),
+      ]);
+      if (lock.status === 'rejected' || lock.value === false) {
+        publish(channels.leaseLost, { scope, what: 'lock', error: lock.status === 'rejected' ? lock.reason : undefined });
+      }
+      if (record.status === 'rejected' || record.value === false) {
+        publish(channels.leaseLost, { scope, what: 'record', error: record.status === 'rejected' ? record.reason : undefined });
+      }
+      if (!stopped) schedule();
+    };
+    schedule();
+    return {
+      stop(): void {
+        stopped = true;
+        if (timer) clearTimeout(timer);
+      },
+    };
+  }
+}
+
+type Attempt =
+  | { readonly kind: 'result'; readonly result: EngineResult }
+  | { readonly kind: 'owned'; readonly lease: Lease }
+  | { readonly kind: 'in_flight' };
+
+/** The answer an existing record dictates, or undefined when it is in flight (the caller decides). */
+function decideExisting(record: IdempotencyRecord, fingerprint: string): EngineResult | undefined {
+  if (record.fingerprint !== fingerprint) {
+    return problem(
+      'mismatch',
+      new SidecarError('key-reused', {
+        detail:
+          'This idempotency key was already used for a different request (method, path, query or body differ). Use a new key for a new request.',
+      }),
+    );
+  }
+  switch (record.state) {
+    case 'completed':
+      if (record.response) return { kind: 'replayed', outcome: 'replayed', response: record.response };
+      return undefined;
+    case 'unknown':
+      return problem(
+        'unknown',
+        new SidecarError('outcome-unknown', {
+          detail:
+            'The original request with this key was sent upstream but its outcome is unknown. It will not be run again until the key expires or an operator releases it.',
+        }),
+      );
+    case 'in_flight':
+      return undefined;
+  }
+}
+
+function inFlight(waited: boolean): EngineResult {
+  return problem(
+    'conflict',
+    new SidecarError('request-in-flight', {
+      detail: waited
+        ? 'The original request with this key did not finish within the wait timeout. Retry later.'
+        : 'The original request with this key is still being processed. Retry later.',
+      retryAfterSeconds: IN_FLIGHT_RETRY_AFTER_SECONDS,
+    }),
+  );
+}
+
+function problem(outcome: GuardOutcome, error: SidecarError): EngineResult {
+  return { kind: 'problem', outcome, error };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,98 @@
+/**
+ * What the engine needs from the outside world. Implementations live in store/ (memory, Redis)
+ * and proxy/ (the upstream call); the engine imports neither Redis nor HTTP.
+ */
+import type { IdempotencyRecord, RecordScope, StoredResponse, TenantRecord } from './record';
+
+export type OnUnknown = 'hold' | 'release';
+
+export interface ClaimRequest {
+  readonly fingerprint: string;
+  /** The lease token: the lock's value, so that the record and the lock name one owner. */
+  readonly token: string;
+  readonly leaseMs: number;
+  /** How long the record lives at most (the route's TTL). */
+  readonly ttlMs: number;
+  /**
+   * What to do with an in-flight record whose lease has run out (its replica died or stalled):
+   * `hold` turns it into `unknown`; `release` deletes it and claims the key anew.
+   */
+  readonly onExpiredLease: OnUnknown;
+}
+
+export type ClaimResult =
+  | { readonly claimed: true }
+  | { readonly claimed: false; readonly record: IdempotencyRecord };
+
+/**
+ * The record store. Every transition is atomic and fenced by the owner's token: a write by a
+ * request that no longer owns the record returns false and changes nothing.
+ *
+ * Any failure to reach the store, or an answer slower than the store timeout, is thrown as
+ * `StoreUnavailableError` (errors.ts).
+ */
+export interface RecordStore {
+  /** The record, or null. Expired records are never returned. */
+  read(scope: RecordScope): Promise<IdempotencyRecord | null>;
+  /** absent -> in_flight (claimed), or the existing record (after the expired-lease rule). */
+  claim(scope: RecordScope, request: ClaimRequest): Promise<ClaimResult>;
+  /** Pushes the lease of an in-flight record forward. */
+  renew(scope: RecordScope, token: string, leaseMs: number): Promise<boolean>;
+  /**
+   * in_flight (or unknown) with this token -> completed with the response, kept for `ttlMs`
+   * from now. Completing an `unknown` record that still carries our token resolves it.
+   */
+  complete(scope: RecordScope, token: string, response: StoredResponse, ttlMs: number): Promise<boolean>;
+  /** in_flight with this token -> unknown; keeps the record's expiry. */
+  markUnknown(scope: RecordScope, token: string): Promise<boolean>;
+  /** Deletes the record if this token owns it, so that a retry runs again. */
+  release(scope: RecordScope, token: string): Promise<boolean>;
+  /** Admin: the records with this key, one per tenant. */
+  listByKey(key: string): Promise<TenantRecord[]>;
+  /** Admin: deletes the record whatever its owner. */
+  remove(scope: RecordScope): Promise<boolean>;
+  /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A held lock. The token is unique to this acquisition. */
+export interface Lease {
+  readonly token: string;
+  /** Renews the lock for `ttlMs` from now; false when it was lost. */
+  extend(ttlMs: number): Promise<boolean>;
+  /** Best effort: a failed release leaves the lock to expire by itself. */
+  release(): Promise<void>;
+}
+
+/**
+ * Per-key mutual exclusion (Redlock over one or several Redis masters, or in process).
+ * `acquire` resolves null when another owner holds the lock, and throws StoreUnavailableError
+ * when a quorum cannot be reached.
+ */
+export interface LockProvider {
+  acquire(resource: string, ttlMs: number): Promise<Lease | null>;
+  close(): Promise<void>;
+}
+
+/** The request the engine forwards; the body is already read (it is part of the fingerprint). */
+export interface UpstreamRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: readonly HeaderPairIn[];
+  readonly body: Buffer;
+}
+
+export type HeaderPairIn = readonly [name: string, value: string];
+
+export type UpstreamResult =
+  | { readonly kind: 'response'; readonly response: StoredResponse; readonly durationMs: number }
+  /** Nothing reached the upstream (connection refused, DNS, connect timeout): safe to run again. */
+  | { readonly kind: 'refused'; readonly error: Error }
+  /** The request was sent but no complete response came back: the upstream may have executed. */
+  | { readonly kind: 'timeout'; readonly error: Error }
+  | { readonly kind: 'reset'; readonly error: Error };
+
+export interface Upstream {
+  send(request: UpstreamRequest): Promise<UpstreamResult>;
+}

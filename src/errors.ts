@@ -1,0 +1,93 @@
+/**
+ * Every answer the sidecar makes itself, with a stable code, an HTTP status and the problem type
+ * that RFC 9457 clients dispatch on. Errors keep their `cause` so logs show what went wrong
+ * underneath; the HTTP layer renders them in one place (proxy/problem.ts).
+ */
+
+export const PROBLEM_TYPE_BASE = 'urn:idempotency-sidecar:problem:';
+
+export type ProblemCode =
+  | 'key-required'
+  | 'key-malformed'
+  | 'body-too-large'
+  | 'key-reused'
+  | 'request-in-flight'
+  | 'outcome-unknown'
+  | 'store-unavailable'
+  | 'upstream-unreachable'
+  | 'upstream-timeout'
+  | 'upstream-reset'
+  | 'upstream-error'
+  | 'internal-error';
+
+interface ProblemDefinition {
+  readonly status: number;
+  readonly title: string;
+}
+
+const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
+  'key-required': { status: 400, title: 'Idempotency key required' },
+  'key-malformed': { status: 400, title: 'Malformed idempotency key' },
+  'body-too-large': { status: 413, title: 'Request body too large' },
+  'key-reused': { status: 422, title: 'Idempotency key reused for a different request' },
+  'request-in-flight': { status: 409, title: 'A request with this idempotency key is in flight' },
+  'outcome-unknown': { status: 409, title: 'Outcome of the original request is unknown' },
+  'store-unavailable': { status: 503, title: 'Idempotency record store unavailable' },
+  'upstream-unreachable': { status: 502, title: 'Upstream unreachable' },
+  'upstream-timeout': { status: 504, title: 'Upstream timed out' },
+  'upstream-reset': { status: 502, title: 'Upstream closed the connection' },
+  'upstream-error': { status: 502, title: 'Upstream failed' },
+  'internal-error': { status: 500, title: 'Internal sidecar error' },
+};
+
+export interface SidecarErrorOptions {
+  readonly detail: string;
+  /** Whole seconds; rendered as `Retry-After`. */
+  readonly retryAfterSeconds?: number;
+  readonly cause?: unknown;
+}
+
+export class SidecarError extends Error {
+  readonly code: ProblemCode;
+  readonly status: number;
+  readonly title: string;
+  readonly detail: string;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ProblemCode, options: SidecarErrorOptions) {
+    super(options.detail, options.cause === undefined ? undefined : { cause: options.cause });
+    const definition = DEFINITIONS[code];
+    this.name = 'SidecarError';
+    this.code = code;
+    this.status = definition.status;
+    this.title = definition.title;
+    this.detail = options.detail;
+    this.retryAfterSeconds =
+      options.retryAfterSeconds === undefined ? undefined : Math.max(1, Math.ceil(options.retryAfterSeconds));
+  }
+
+  get type(): string {
+    return PROBLEM_TYPE_BASE + this.code;
+  }
+}
+
+/**
+ * The record store or the lock quorum could not answer in time. Thrown by store and lock
+ * implementations; the engine turns it into 503 or a pass-through, as configured.
+ */
+export class StoreUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+/** A configuration value is wrong; `setting` names the variable or flag an operator must fix. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(problems.join('; '));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}

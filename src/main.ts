@@ -1,0 +1,146 @@
+/**
+ * The composition root: config -> stores and locks -> engine -> listeners, and the graceful stop.
+ * Nothing below this file reads the environment or picks an implementation.
+ */
+import type { AddressInfo } from 'node:net';
+import type http from 'node:http';
+import { createAdminServer } from './admin/admin-server';
+import { ConfigError } from './errors';
+import { createRouteResolver } from './config/routes';
+import type { Config } from './config/settings';
+import { IdempotencyEngine } from './engine/idempotency-engine';
+import type { LockProvider, RecordStore } from './engine/ports';
+import { type Logger, logEvents } from './observability/logger';
+import { PassThrough } from './proxy/passthrough';
+import { createProxyServer } from './proxy/proxy-server';
+import { UpstreamClient } from './proxy/upstream-client';
+import { lockResource } from './store/keys';
+import { MemoryLockProvider } from './store/memory-lock';
+import { MemoryRecordStore } from './store/memory-store';
+import { createRedisClient, createRedisCluster } from './store/redis-connection';
+import { RedisRecordStore } from './store/redis-store';
+import { RedlockLockProvider } from './store/redlock-provider';
+
+export interface RunningSidecar {
+  readonly proxyUrl: string;
+  readonly adminUrl: string;
+  /** Stops accepting, lets in-flight requests finish within the grace period, closes the stores. */
+  close(): Promise<void>;
+}
+
+interface Backends {
+  readonly store: RecordStore;
+  readonly locks: LockProvider;
+  readonly close: () => Promise<void>;
+}
+
+function createBackends(config: Config, logger: Logger): Backends {
+  const connectionOptions = { storeTimeoutMs: config.storeTimeoutMs };
+  if (config.redisUrl === undefined && config.redisClusterNodes === undefined) {
+    logger.warn(
+      { setting: 'IDEMPOTENCY_REDIS_URL' },
+      'no Redis configured: records are kept in this process only; run ONE replica, or set IDEMPOTENCY_REDIS_URL so replicas share records',
+    );
+    const store = new MemoryRecordStore();
+    const locks = config.redlockUrls
+      ? new RedlockLockProvider(config.redlockUrls.map((url, i) => createRedisClient(url, { ...connectionOptions, name: `lock-${i}` })), connectionOptions)
+      : new MemoryLockProvider();
+    return { store, locks, close: async () => Promise.all([store.close(), locks.close()]).then(() => undefined) };
+  }
+  const client =
+    config.redisClusterNodes !== undefined
+      ? createRedisCluster(config.redisClusterNodes, { ...connectionOptions, name: 'store' })
+      : createRedisClient(config.redisUrl as string, { ...connectionOptions, name: 'store' });
+  const store = new RedisRecordStore(client, connectionOptions);
+  // Without a separate quorum the locks live on the record store itself, in the record's slot.
+  const lockClients = config.redlockUrls
+    ? config.redlockUrls.map((url, i) => createRedisClient(url, { ...connectionOptions, name: `lock-${i}` }))
+    : [client];
+  const locks = new RedlockLockProvider(lockClients, connectionOptions);
+  return {
+    store,
+    locks,
+    close: async () => {
+      await locks.close();
+      await store.close();
+    },
+  };
+}
+
+/** A listener that cannot bind is a configuration problem: name the setting, like validation does. */
+function listen(server: http.Server, port: number, host: string, setting: string): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      const why = error.code === 'EADDRINUSE' ? 'is already in use; pick a free port' : error.code === 'EACCES' ? 'needs privileges; pick a port above 1023' : error.message;
+      reject(new ConfigError([`${setting}: cannot listen on ${host}:${port}: the address ${why}`]));
+    });
+    server.listen(port, host, () => {
+      server.removeAllListeners('error');
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function urlOf(address: AddressInfo): string {
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}`;
+}
+
+export async function startSidecar(config: Config, logger: Logger): Promise<RunningSidecar> {
+  const unsubscribe = logEvents(logger);
+  const backends = createBackends(config, logger);
+  const upstream = new UpstreamClient({ origin: config.upstream, timeoutMs: config.upstreamTimeoutMs });
+  const passThrough = new PassThrough(config.upstream, config.upstreamTimeoutMs);
+  const engine = new IdempotencyEngine(
+    { store: backends.store, locks: backends.locks, upstream, lockResource },
+    {
+      lockTtlMs: config.lockTtlMs,
+      waitTimeoutMs: config.waitTimeoutMs,
+      onUnknown: config.onUnknown,
+      storeUnavailable: config.storeUnavailable,
+      releaseStatuses: new Set(config.releaseStatuses),
+    },
+  );
+  const proxy = createProxyServer({
+    resolveRoute: createRouteResolver(config),
+    engine,
+    passThrough,
+    maxBody: config.maxBody,
+    tenantHeaders: config.tenantHeaders,
+  });
+  const admin = createAdminServer({ store: backends.store, ...(config.adminToken ? { adminToken: config.adminToken } : {}) });
+
+  const proxyAddress = await listen(proxy.server, config.port, config.host, 'IDEMPOTENCY_PORT');
+  const adminAddress = await listen(admin, config.adminPort, config.host, 'IDEMPOTENCY_ADMIN_PORT');
+  logger.info(
+    { proxy: urlOf(proxyAddress), admin: urlOf(adminAddress), upstream: config.upstream.origin },
+    'idempotency-sidecar listening',
+  );
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      logger.info({ graceMs: config.shutdownGraceMs }, 'shutting down: no new connections, finishing in-flight requests');
+      const proxyClosed = new Promise<void>((resolve) => proxy.server.close(() => resolve()));
+      // Keep-alive connections that go idle during the drain are closed as they do.
+      const idleSweep = setInterval(() => proxy.server.closeIdleConnections(), 100);
+      const grace = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownGraceMs).unref());
+      const drained = await Promise.race([Promise.all([proxyClosed, proxy.settled()]).then(() => 'drained' as const), grace]);
+      clearInterval(idleSweep);
+      if (drained === 'timeout') {
+        logger.warn({ graceMs: config.shutdownGraceMs }, 'grace period over: closing the connections still open');
+      }
+      proxy.server.closeAllConnections();
+      await new Promise<void>((resolve) => admin.close(() => resolve()));
+      admin.closeAllConnections();
+      passThrough.close();
+      await upstream.close();
+      await backends.close();
+      unsubscribe();
+      logger.info('stopped');
+    })();
+    return closing;
+  };
+
+  return { proxyUrl: urlOf(proxyAddress), adminUrl: urlOf(adminAddress), close };
+}

@@ -1,0 +1,100 @@
+/**
+ * Structured JSON logs (pino). The engine and proxy publish on diagnostics channels; this module
+ * subscribes and writes one line per event. Keys are logged hashed and bodies never, so a log
+ * line can be shipped anywhere without leaking a customer's data.
+ */
+import { createHash } from 'node:crypto';
+import diagnosticsChannel from 'node:diagnostics_channel';
+import pino, { type Logger } from 'pino';
+import type { LogLevel } from '../config/settings';
+import { channels, type FencedCompletionEvent, type LeaseLostEvent, type StoreErrorEvent, type UnknownOutcomeEvent } from '../engine/events';
+import { requestChannel, type RequestEvent } from '../proxy/events';
+
+export type { Logger };
+
+export function createLogger(level: LogLevel, destination?: pino.DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'idempotency-sidecar' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination,
+  );
+}
+
+/** What an operator can search logs by without the log revealing the key itself. */
+export function keyHash(key: string): string {
+  return createHash('sha256').update(key).digest('hex').slice(0, 16);
+}
+
+function errorText(error: unknown): string | undefined {
+  if (error === undefined) return undefined;
+  if (error instanceof Error) {
+    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
+    return `${error.message}${cause}`;
+  }
+  return String(error);
+}
+
+/** Subscribes the logger to the engine's and the proxy's channels; returns the unsubscribe. */
+export function logEvents(logger: Logger): () => void {
+  const onRequest = (message: unknown): void => {
+    const event = message as RequestEvent;
+    const line = {
+      method: event.method,
+      path: event.path,
+      outcome: event.outcome,
+      status: event.status,
+      tenant: event.tenant,
+      keyHash: event.key === undefined ? undefined : keyHash(event.key),
+      durationMs: Math.round(event.durationMs * 100) / 100,
+      problem: event.problem,
+      error: errorText(event.error),
+    };
+    if (event.outcome === 'passthrough') logger.debug(line, 'request');
+    else logger.info(line, 'request');
+  };
+  const onUnknown = (message: unknown): void => {
+    const event = message as UnknownOutcomeEvent;
+    logger.error(
+      {
+        tenant: event.scope.tenant,
+        keyHash: keyHash(event.scope.key),
+        fingerprint: event.fingerprint,
+        method: event.method,
+        path: event.path,
+        reason: event.reason,
+        action: event.action,
+        error: errorText(event.error),
+      },
+      event.action === 'hold'
+        ? 'outcome unknown: the upstream may have executed; key held until an operator reconciles and releases it (DELETE /keys/{key}?tenant=ID)'
+        : 'outcome unknown: the upstream may have executed; key released as IDEMPOTENCY_ON_UNKNOWN=release says',
+    );
+  };
+  const onLeaseLost = (message: unknown): void => {
+    const event = message as LeaseLostEvent;
+    logger.warn({ tenant: event.scope.tenant, keyHash: keyHash(event.scope.key), what: event.what, error: errorText(event.error) }, 'lease renewal lost');
+  };
+  const onStoreError = (message: unknown): void => {
+    const event = message as StoreErrorEvent;
+    logger.error({ tenant: event.scope.tenant, keyHash: keyHash(event.scope.key), operation: event.operation, error: errorText(event.error) }, 'record store error');
+  };
+  const onFenced = (message: unknown): void => {
+    const event = message as FencedCompletionEvent;
+    logger.error({ tenant: event.scope.tenant, keyHash: keyHash(event.scope.key), status: event.status }, 'response not stored: another owner holds the key (lease expired during the upstream call)');
+  };
+  const subscriptions: [diagnosticsChannel.Channel, (message: unknown) => void][] = [
+    [requestChannel, onRequest],
+    [channels.unknownOutcome, onUnknown],
+    [channels.leaseLost, onLeaseLost],
+    [channels.storeError, onStoreError],
+    [channels.fencedCompletion, onFenced],
+  ];
+  for (const [channel, handler] of subscriptions) channel.subscribe(handler);
+  return () => {
+    for (const [channel, handler] of subscriptions) channel.unsubscribe(handler);
+  };
+}

@@ -1,0 +1,185 @@
+/**
+ * The proxy listener: decides per request whether it is guarded, extracts and checks the key,
+ * reads the body into the fingerprint, and hands the rest to the engine. What is not guarded is
+ * streamed through untouched.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { ResolvedRoute } from '../config/routes';
+import { SidecarError } from '../errors';
+import { FingerprintBuilder } from '../engine/fingerprint';
+import type { EngineResult, IdempotencyEngine } from '../engine/idempotency-engine';
+import { keyFromJsonBody } from '../engine/json-pointer';
+import { parseIdempotencyKey, validateKey } from '../engine/key';
+import { tenantId } from '../engine/tenant';
+import { requestChannel, type RequestEvent, type RequestOutcome } from './events';
+import { endToEndPairs } from './headers';
+import type { PassThrough } from './passthrough';
+import { sendProblem } from './problem';
+import { readRequestBody } from './request-body';
+import { writeStoredResponse } from './response-writer';
+
+export interface ProxyServerDependencies {
+  readonly resolveRoute: (method: string, path: string) => ResolvedRoute;
+  readonly engine: IdempotencyEngine;
+  readonly passThrough: PassThrough;
+  readonly maxBody: number;
+  /** Lower case. */
+  readonly tenantHeaders: readonly string[];
+}
+
+type KeyLookup =
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'present'; readonly key: string }
+  | { readonly kind: 'invalid'; readonly reason: string };
+
+export interface ProxyServer {
+  readonly server: http.Server;
+  /**
+   * Resolves when every request handled so far has settled, including guarded calls whose client
+   * went away (their responses are still being stored): what a graceful shutdown waits for.
+   */
+  settled(): Promise<void>;
+}
+
+export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
+  const pending = new Set<Promise<void>>();
+  const server = http.createServer((req, res) => {
+    const handling = handleRequest(deps, req, res).catch(() => {
+      // handleRequest answers every failure itself; a throw here is a bug: close the exchange.
+      res.destroy();
+    });
+    pending.add(handling);
+    void handling.finally(() => pending.delete(handling));
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    deps.passThrough.upgrade(req, socket, head);
+  });
+  return {
+    server,
+    async settled(): Promise<void> {
+      while (pending.size > 0) await Promise.allSettled([...pending]);
+    },
+  };
+}
+
+async function handleRequest(deps: ProxyServerDependencies, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const started = performance.now();
+  const method = req.method ?? 'GET';
+  const target = req.url ?? '/';
+  const queryAt = target.indexOf('?');
+  const path = queryAt === -1 ? target : target.slice(0, queryAt);
+  const report = (event: Omit<RequestEvent, 'method' | 'path' | 'durationMs'>): void => {
+    if (requestChannel.hasSubscribers) {
+      requestChannel.publish({ method, path, durationMs: performance.now() - started, ...event } satisfies RequestEvent);
+    }
+  };
+  const refuse = (error: SidecarError, outcome: RequestOutcome, extra: Partial<RequestEvent> = {}): void => {
+    sendProblem(res, error, { closeConnection: error.code === 'body-too-large' });
+    report({ outcome, status: error.status, problem: error.code, ...extra });
+  };
+
+  const route = deps.resolveRoute(method, path);
+  if (!route.guarded) {
+    deps.passThrough.web(req, res);
+    report({ outcome: 'passthrough' });
+    return;
+  }
+
+  let key: string | undefined;
+  if (route.key.from === 'header') {
+    const lookup = keyFromHeader(req, route.key.name);
+    if (lookup.kind === 'invalid') {
+      return refuse(malformedKey(route.key.name, lookup.reason), 'invalid');
+    }
+    if (lookup.kind === 'absent') {
+      if (route.requireKey) return refuse(missingKey(`the ${route.key.name} header`), 'invalid');
+      deps.passThrough.web(req, res);
+      report({ outcome: 'passthrough' });
+      return;
+    }
+    key = lookup.key;
+  }
+
+  const fingerprint = new FingerprintBuilder(method, target);
+  const read = await readRequestBody(req, deps.maxBody, (chunk) => fingerprint.update(chunk));
+  if (read.kind === 'aborted') {
+    res.destroy();
+    report({ outcome: 'invalid', problem: 'client-aborted' });
+    return;
+  }
+  if (read.kind === 'too-large') {
+    return refuse(
+      new SidecarError('body-too-large', { detail: `A guarded request body may hold at most ${deps.maxBody} bytes.` }),
+      'invalid',
+    );
+  }
+  const body = read.body;
+
+  if (route.key.from === 'body') {
+    const fromBody = keyFromJsonBody(body, route.key.pointer);
+    if (fromBody === undefined) {
+      if (route.requireKey) return refuse(missingKey(`the JSON body field ${route.key.pointer}`), 'invalid');
+      deps.passThrough.web(req, res, body);
+      report({ outcome: 'passthrough' });
+      return;
+    }
+    const checked = validateKey(fromBody);
+    if (!checked.ok) return refuse(malformedKey(`body field ${route.key.pointer}`, checked.reason), 'invalid');
+    key = checked.key;
+  }
+  if (key === undefined) throw new Error('unreachable: a guarded request reached the engine without a key');
+
+  const tenant = tenantId(deps.tenantHeaders.map((name) => req.headersDistinct[name]?.join(', ')));
+  let result: EngineResult;
+  try {
+    result = await deps.engine.handle({
+      scope: { tenant, key },
+      fingerprint: fingerprint.digest(),
+      upstream: { method, path: target, headers: endToEndPairs(req.rawHeaders), body },
+      ttlMs: route.ttlMs,
+      concurrent: route.concurrent,
+    });
+  } catch (error) {
+    return refuse(
+      new SidecarError('internal-error', { detail: 'The sidecar failed while handling this request.', cause: error }),
+      'upstream_error',
+      { tenant, key, error },
+    );
+  }
+
+  switch (result.kind) {
+    case 'executed':
+      writeStoredResponse(res, result.response, false);
+      report({ outcome: 'executed', status: result.response.status, tenant, key });
+      return;
+    case 'replayed':
+      writeStoredResponse(res, result.response, true);
+      report({ outcome: 'replayed', status: result.response.status, tenant, key });
+      return;
+    case 'problem':
+      return refuse(result.error, result.outcome, { tenant, key, error: result.error.cause });
+    case 'unguarded':
+      deps.passThrough.web(req, res, body);
+      report({ outcome: 'unavailable', tenant, key });
+      return;
+  }
+}
+
+function keyFromHeader(req: http.IncomingMessage, headerName: string): KeyLookup {
+  const values = req.headersDistinct[headerName];
+  if (values === undefined || values.length === 0) return { kind: 'absent' };
+  if (values.length > 1) return { kind: 'invalid', reason: 'the header was given more than once' };
+  const parsed = parseIdempotencyKey(values[0] as string);
+  return parsed.ok ? { kind: 'present', key: parsed.key } : { kind: 'invalid', reason: parsed.reason };
+}
+
+function malformedKey(source: string, reason: string): SidecarError {
+  return new SidecarError('key-malformed', {
+    detail: `The idempotency key in ${source} is not valid: ${reason}. A key is 1 to 255 visible ASCII characters, bare or as a quoted structured-field string.`,
+  });
+}
+
+function missingKey(source: string): SidecarError {
+  return new SidecarError('key-required', { detail: `This endpoint requires an idempotency key in ${source}.` });
+}

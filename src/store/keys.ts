@@ -1,0 +1,80 @@
+/**
+ * Every Redis key name the sidecar uses, built here and nowhere else.
+ *
+ * Layout (prefix `idem:` by default):
+ *
+ *   idem:{<keyhash>}:r:<tenant>   hash        the record of (tenant, key)
+ *   idem:{<keyhash>}:l:<tenant>   string      the Redlock lock of (tenant, key)
+ *   idem:{<keyhash>}:t            sorted set  tenant -> expiresAt (ms): the tenants that hold a
+ *                                             record of this key, for the admin API (no SCAN)
+ *
+ * The hash tag `{<keyhash>}` is derived from the client's key alone, so that every tenant's record
+ * of one key, its lock and the per-key index live in one Redis Cluster slot: the scripts that touch
+ * a record and the index at once (claim-2, complete-2, release-2) are then legal in a Cluster.
+ * It is a hash, not the key itself, because a key may contain `{` and `}`, which would move or
+ * split the tag, and because a hash bounds the key name's length. The tenant (itself a hash of
+ * the tenant headers) follows the tag, so it cannot change the slot whatever it contains.
+ */
+import { createHash } from 'node:crypto';
+import type { RecordScope } from '../engine/record';
+
+export const DEFAULT_KEY_PREFIX = 'idem:';
+
+/**
+ * The slot tag of a client key: SHA-256, base64url (43 characters, never a brace). The tag is
+ * also the key's identity in every name, so it keeps all 256 bits: two keys must never share a
+ * record.
+ */
+export function keyTag(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('base64url');
+}
+
+/** Throws a TypeError naming the option when a prefix would break the hash tag. */
+export function checkKeyPrefix(prefix: string): string {
+  // Redis hashes the first `{...}` of a key name: a brace in the prefix would become the tag.
+  if (prefix.includes('{') || prefix.includes('}')) {
+    throw new TypeError(`keyPrefix must not contain "{" or "}" (got ${JSON.stringify(prefix)})`);
+  }
+  return prefix;
+}
+
+/** Key names under one prefix. */
+export class Keyspace {
+  readonly prefix: string;
+
+  constructor(prefix: string = DEFAULT_KEY_PREFIX) {
+    this.prefix = checkKeyPrefix(prefix);
+  }
+
+  /** The record hash of (tenant, key). */
+  record(scope: RecordScope): string {
+    return `${this.prefix}{${keyTag(scope.key)}}:r:${scope.tenant}`;
+  }
+
+  /** The lock resource of (tenant, key), passed to LockProvider.acquire. */
+  lock(scope: RecordScope): string {
+    return `${this.prefix}{${keyTag(scope.key)}}:l:${scope.tenant}`;
+  }
+
+  /** The sorted set of the tenants that hold a record of this key (member tenant, score expiresAt). */
+  index(key: string): string {
+    return `${this.prefix}{${keyTag(key)}}:t`;
+  }
+}
+
+const defaultKeyspace = new Keyspace();
+
+/** The record key under the default prefix. */
+export function recordKey(scope: RecordScope, prefix: string = DEFAULT_KEY_PREFIX): string {
+  return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.record(scope) : new Keyspace(prefix).record(scope);
+}
+
+/** The lock resource name the engine passes to LockProvider.acquire. */
+export function lockResource(scope: RecordScope, prefix: string = DEFAULT_KEY_PREFIX): string {
+  return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.lock(scope) : new Keyspace(prefix).lock(scope);
+}
+
+/** The per-key tenant index. */
+export function indexKey(key: string, prefix: string = DEFAULT_KEY_PREFIX): string {
+  return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.index(key) : new Keyspace(prefix).index(key);
+}

@@ -1,0 +1,197 @@
+/**
+ * The record store in process memory, for a single replica (no IDEMPOTENCY_REDIS_URL): the same
+ * semantics as the Redis store (the shared contract suite runs against both), with the process's
+ * clock in place of the server's. Records vanish with the process.
+ */
+import type { ClaimRequest, ClaimResult, RecordStore } from '../engine/ports';
+import type { IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
+import { StoreUnavailableError } from '../errors';
+
+export interface MemoryRecordStoreOptions {
+  /** How often expired records are swept out; lookups also drop them lazily. Default 60 s. */
+  readonly sweepIntervalMs?: number;
+  /** Epoch milliseconds; default Date.now. */
+  readonly now?: () => number;
+}
+
+interface Entry {
+  state: RecordState;
+  readonly fingerprint: string;
+  readonly token: string;
+  readonly createdAt: number;
+  expiresAt: number;
+  leaseUntil: number;
+  response?: StoredResponse;
+}
+
+export class MemoryRecordStore implements RecordStore {
+  /** key -> tenant -> record: listByKey reads one inner map, as Redis reads one index. */
+  private readonly records = new Map<string, Map<string, Entry>>();
+  private readonly now: () => number;
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(options: MemoryRecordStoreOptions = {}) {
+    const interval = options.sweepIntervalMs ?? 60_000;
+    if (!Number.isFinite(interval) || interval <= 0) {
+      throw new TypeError(`sweepIntervalMs must be a positive number (got ${String(interval)})`);
+    }
+    this.now = options.now ?? Date.now;
+    this.sweeper = setInterval(() => this.sweep(), interval);
+    // The sweep is housekeeping: it must not keep the process alive on shutdown.
+    this.sweeper.unref();
+  }
+
+  async read(scope: RecordScope): Promise<IdempotencyRecord | null> {
+    this.checkOpen();
+    const entry = this.live(scope);
+    return entry ? snapshot(entry) : null;
+  }
+
+  async claim(scope: RecordScope, request: ClaimRequest): Promise<ClaimResult> {
+    this.checkOpen();
+    const now = this.now();
+    const entry = this.live(scope);
+    if (entry === undefined) return this.create(scope, request, now);
+    if (entry.state === 'in_flight' && entry.leaseUntil < now) {
+      // The owner stopped renewing (it died or stalled): the upstream may have executed.
+      if (request.onExpiredLease === 'release') return this.create(scope, request, now);
+      entry.state = 'unknown';
+    }
+    return { claimed: false, record: snapshot(entry) };
+  }
+
+  async renew(scope: RecordScope, token: string, leaseMs: number): Promise<boolean> {
+    this.checkOpen();
+    const entry = this.live(scope);
+    if (entry?.state !== 'in_flight' || entry.token !== token) return false;
+    entry.leaseUntil = this.now() + leaseMs;
+    return true;
+  }
+
+  async complete(scope: RecordScope, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
+    this.checkOpen();
+    const entry = this.live(scope);
+    if (entry === undefined || entry.token !== token) return false;
+    if (entry.state !== 'in_flight' && entry.state !== 'unknown') return false;
+    entry.state = 'completed';
+    entry.expiresAt = this.now() + ttlMs;
+    entry.response = copyResponse(response);
+    return true;
+  }
+
+  async markUnknown(scope: RecordScope, token: string): Promise<boolean> {
+    this.checkOpen();
+    const entry = this.live(scope);
+    if (entry?.state !== 'in_flight' || entry.token !== token) return false;
+    entry.state = 'unknown';
+    return true;
+  }
+
+  async release(scope: RecordScope, token: string): Promise<boolean> {
+    this.checkOpen();
+    const entry = this.live(scope);
+    if (entry === undefined || entry.token !== token) return false;
+    this.delete(scope);
+    return true;
+  }
+
+  async listByKey(key: string): Promise<TenantRecord[]> {
+    this.checkOpen();
+    const tenants = [...(this.records.get(key)?.keys() ?? [])];
+    const records: TenantRecord[] = [];
+    for (const tenant of tenants) {
+      const entry = this.live({ tenant, key });
+      if (entry) records.push({ ...snapshot(entry), tenant });
+    }
+    return records;
+  }
+
+  async remove(scope: RecordScope): Promise<boolean> {
+    this.checkOpen();
+    const entry = this.live(scope);
+    if (entry === undefined) return false;
+    this.delete(scope);
+    return true;
+  }
+
+  async ping(): Promise<void> {
+    this.checkOpen();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    this.records.clear();
+  }
+
+  private create(scope: RecordScope, request: ClaimRequest, now: number): ClaimResult {
+    let tenants = this.records.get(scope.key);
+    if (tenants === undefined) {
+      tenants = new Map();
+      this.records.set(scope.key, tenants);
+    }
+    tenants.set(scope.tenant, {
+      state: 'in_flight',
+      fingerprint: request.fingerprint,
+      token: request.token,
+      createdAt: now,
+      expiresAt: now + request.ttlMs,
+      leaseUntil: now + request.leaseMs,
+    });
+    return { claimed: true };
+  }
+
+  /** The record unless it has expired; an expired one is deleted on the way (as Redis does). */
+  private live(scope: RecordScope): Entry | undefined {
+    const entry = this.records.get(scope.key)?.get(scope.tenant);
+    if (entry === undefined) return undefined;
+    // Past expiresAt, as Redis judges a key past its PEXPIREAT instant.
+    if (this.now() > entry.expiresAt) {
+      this.delete(scope);
+      return undefined;
+    }
+    return entry;
+  }
+
+  private delete(scope: RecordScope): void {
+    const tenants = this.records.get(scope.key);
+    tenants?.delete(scope.tenant);
+    if (tenants?.size === 0) this.records.delete(scope.key);
+  }
+
+  private sweep(): void {
+    const now = this.now();
+    for (const [key, tenants] of this.records) {
+      for (const [tenant, entry] of tenants) {
+        if (now > entry.expiresAt) tenants.delete(tenant);
+      }
+      if (tenants.size === 0) this.records.delete(key);
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new StoreUnavailableError('the in-memory record store is closed');
+  }
+}
+
+/** A copy the caller may keep or mutate without touching the stored record. */
+function snapshot(entry: Entry): IdempotencyRecord {
+  const record: IdempotencyRecord = {
+    state: entry.state,
+    fingerprint: entry.fingerprint,
+    token: entry.token,
+    createdAt: entry.createdAt,
+    expiresAt: entry.expiresAt,
+    leaseUntil: entry.leaseUntil,
+  };
+  return entry.response ? { ...record, response: copyResponse(entry.response) } : record;
+}
+
+function copyResponse(response: StoredResponse): StoredResponse {
+  return {
+    status: response.status,
+    headers: response.headers.map(([name, value]) => [name, value] as const),
+    body: Buffer.from(response.body),
+  };
+}

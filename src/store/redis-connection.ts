@@ -1,0 +1,184 @@
+/**
+ * ioredis clients set up for a request path, and the two helpers every Redis-backed port uses to
+ * keep its promise of "StoreUnavailableError, and never slower than the store timeout".
+ *
+ * ioredis's defaults suit a batch job: commands wait in an offline queue while the connection is
+ * down, each is retried 20 times, and none ever times out. On a request path that turns a dead
+ * Redis into requests that hang. Here every option that matters is set on purpose.
+ */
+import { Cluster, Redis } from 'ioredis';
+import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
+import { StoreUnavailableError } from '../errors';
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisConnectionOptions {
+  /** Longest a command may take before the store counts as down (IDEMPOTENCY_STORE_TIMEOUT). */
+  readonly storeTimeoutMs: number;
+  /** CLIENT SETNAME, so that an operator's CLIENT LIST shows who holds each connection. */
+  readonly name: string;
+  /**
+   * Connection errors (refused, reset, reconnect attempts). ioredis emits them as 'error' events;
+   * without a listener it prints them to stderr. Readiness and the store's own errors already
+   * report an outage, so the default drops them; the composition root may log them instead.
+   */
+  readonly onError?: (error: Error) => void;
+}
+
+/** Reconnect delay: grows 100 ms per attempt up to 2 s, and never gives up. */
+export function reconnectDelay(attempt: number): number {
+  return Math.min(attempt * 100, 2_000);
+}
+
+function checkOptions(options: RedisConnectionOptions): void {
+  if (!Number.isInteger(options.storeTimeoutMs) || options.storeTimeoutMs <= 0) {
+    throw new TypeError(`storeTimeoutMs must be a positive integer (got ${String(options.storeTimeoutMs)})`);
+  }
+  if (options.name.length === 0 || /\s/.test(options.name)) {
+    throw new TypeError(`name must be a non-empty word without spaces (got ${JSON.stringify(options.name)})`);
+  }
+}
+
+function connectionOptions(options: RedisConnectionOptions): RedisOptions {
+  return {
+    connectionName: options.name,
+    // Fail fast: a command issued while the connection is down must not wait in a queue for a
+    // reconnection that may never come. It fails at once and the request gets its 503 (or passes
+    // through, as configured).
+    enableOfflineQueue: false,
+    // A command in flight when the connection drops is not resent after reconnecting: a claim or
+    // completion that may already have run must not run a second time behind the engine's back
+    // (a resent claim would find its own record and report it as someone else's).
+    maxRetriesPerRequest: 0,
+    // A server that accepts the connection but stops answering (paused, swapping, a partition
+    // that drops packets) must not hold a request longer than the store timeout.
+    commandTimeout: options.storeTimeoutMs,
+    // A connect attempt that hangs (a blackholed address) is abandoned and retried; at least 2 s
+    // so that a TLS handshake on a slow link still fits.
+    connectTimeout: Math.max(2_000, options.storeTimeoutMs),
+    // Waiting for a loading server (after a restart with persistence) keeps the client "not
+    // ready", so commands fail fast instead of meeting LOADING errors.
+    enableReadyCheck: true,
+    // After a failover, a connection left on the demoted primary answers READONLY: reconnect, so
+    // that DNS or the URL leads to the new primary. The failed command is not resent (see above).
+    reconnectOnError: (error: Error) => (error.message.startsWith('READONLY') ? 1 : false),
+    // Connect now, not at the first command; when Redis is down this does not throw: the client
+    // keeps retrying in the background and readiness reports 503 until it is up.
+    lazyConnect: false,
+  };
+}
+
+function listen(client: RedisClient, options: RedisConnectionOptions): void {
+  const onError = options.onError ?? (() => undefined);
+  client.on('error', (error: unknown) => {
+    onError(error instanceof Error ? error : new Error(String(error)));
+  });
+}
+
+/**
+ * A client of one Redis (`redis://` or `rediss://`; ioredis turns `rediss:` into TLS and reads
+ * user, password and database from the URL). Never throws when Redis is down.
+ */
+export function createRedisClient(url: string, options: RedisConnectionOptions): Redis {
+  checkOptions(options);
+  const client = new Redis(url, {
+    ...connectionOptions(options),
+    // Never returns null: a Redis that comes back is used again without restarting the sidecar.
+    retryStrategy: reconnectDelay,
+  });
+  listen(client, options);
+  return client;
+}
+
+/** A client of a Redis Cluster, from `host:port` seeds. Never throws when the cluster is down. */
+export function createRedisCluster(
+  nodes: readonly (string | ClusterNode)[],
+  options: RedisConnectionOptions & { readonly tls?: boolean },
+): Cluster {
+  checkOptions(options);
+  const { enableOfflineQueue: _setBelow, ...perNode } = connectionOptions(options);
+  const clusterOptions: ClusterOptions = {
+    // See connectionOptions: fail fast rather than queue (the cluster keeps its own queue).
+    enableOfflineQueue: false,
+    redisOptions: { ...perNode, ...(options.tls === true ? { tls: {} } : {}) },
+    // Never gives up on the seeds: the cluster is used again once it answers.
+    clusterRetryStrategy: reconnectDelay,
+    // A node that restarts without a slot change is reconnected, not left for a MOVED to reveal.
+    clusterNodeRetryStrategy: reconnectDelay,
+    // Retries after MOVED/CLUSTERDOWN/TRYAGAIN stay within one store timeout.
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    slotsRefreshTimeout: Math.max(1_000, options.storeTimeoutMs),
+    lazyConnect: false,
+  };
+  const cluster = new Cluster([...nodes], clusterOptions);
+  listen(cluster, options);
+  return cluster;
+}
+
+/** Resolves once the client is connected and ready; StoreUnavailableError after `timeoutMs`. */
+export async function whenReady(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return;
+  await new Promise<void>((resolve, reject) => {
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      reject(new StoreUnavailableError(`Redis not ready after ${timeoutMs} ms (status ${client.status})`));
+    }, timeoutMs);
+    client.once('ready', onReady);
+  });
+}
+
+/**
+ * Runs one store operation within the store timeout and translates every failure into
+ * StoreUnavailableError (keeping the cause). commandTimeout already bounds each command; the
+ * deadline also covers what it does not: a script load after NOSCRIPT, a cluster redirection, a
+ * pipeline, or several commands in one operation.
+ */
+export async function withDeadline<T>(what: string, timeoutMs: number, operation: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let started: Promise<T>;
+  try {
+    started = operation();
+  } catch (error) {
+    throw toStoreUnavailable(what, error);
+  }
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(new StoreUnavailableError(`${what}: no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([started, deadline]);
+  } catch (error) {
+    throw toStoreUnavailable(what, error);
+  } finally {
+    clearTimeout(timer);
+    // The operation lost the race or failed: its late rejection is expected and must not surface
+    // as an unhandled rejection.
+    started.catch(() => undefined);
+  }
+}
+
+/** Wraps any failure of the store as StoreUnavailableError, keeping it as the cause. */
+export function toStoreUnavailable(what: string, error: unknown): StoreUnavailableError {
+  if (error instanceof StoreUnavailableError) return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new StoreUnavailableError(`${what}: ${reason}`, { cause: error });
+}
+
+/** Closes a client politely, and forcibly when QUIT cannot be sent (never connected, or down). */
+export async function closeClient(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'end') return;
+  try {
+    await withDeadline('quit', timeoutMs, () => client.quit());
+  } catch {
+    // QUIT needs a live connection; without one, drop the socket and stop reconnecting.
+  } finally {
+    client.disconnect(false);
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * The record store over Redis (one server or a Cluster). Each state transition is one Lua script
+ * (scripts/*.lua, one per transition, KEYS and ARGV documented in each file's header), so a
+ * transition is atomic and fenced by the owner's token inside Redis; time comes from the server's
+ * clock, never from a replica's. A replay is one round trip: HGETALL of the record.
+ *
+ * A record is a hash: state, fp, token, createdAt, expiresAt, leaseUntil, and once completed
+ * status, headers (JSON array of [name, value]) and body (raw bytes). Redis expires the hash at
+ * exactly `expiresAt` (PEXPIREAT), so a record past its expiry is simply absent.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ClaimRequest, ClaimResult, RecordStore } from '../engine/ports';
+import type { HeaderPair, IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
+import { StoreUnavailableError } from '../errors';
+import { DEFAULT_KEY_PREFIX, Keyspace } from './keys';
+import { closeClient, type RedisClient, withDeadline } from './redis-connection';
+
+export interface RedisRecordStoreOptions {
+  /** Longest one operation may take before it fails with StoreUnavailableError. */
+  readonly storeTimeoutMs: number;
+  /** Prefix of every key name; default `idem:`. */
+  readonly keyPrefix?: string;
+}
+
+/** The scripts, by the command name they are registered under (prefixed: the client may be shared). */
+const SCRIPTS = {
+  idemClaim: 'claim-2.lua',
+  idemRenew: 'renew-1.lua',
+  idemComplete: 'complete-2.lua',
+  idemMarkUnknown: 'mark-unknown-1.lua',
+  idemRelease: 'release-2.lua',
+  idemRemove: 'remove-2.lua',
+  idemList: 'list-1.lua',
+} as const;
+
+type ScriptName = keyof typeof SCRIPTS;
+/** ioredis also defines `<name>Buffer`, whose replies are Buffers: used where a body comes back. */
+type CommandName = ScriptName | `${ScriptName}Buffer`;
+type RedisArgument = string | Buffer;
+
+interface LoadedScript {
+  readonly lua: string;
+  readonly numberOfKeys: number;
+}
+
+let loaded: ReadonlyMap<ScriptName, LoadedScript> | undefined;
+
+/**
+ * Reads the scripts from `scripts/` next to this module: src/store/scripts under ts-jest and
+ * ts-node, dist/store/scripts once built (scripts/copy-assets.js copies them there).
+ */
+function loadScripts(): ReadonlyMap<ScriptName, LoadedScript> {
+  if (loaded) return loaded;
+  const scripts = new Map<ScriptName, LoadedScript>();
+  for (const [name, file] of Object.entries(SCRIPTS) as [ScriptName, string][]) {
+    const numberOfKeys = Number(/-(\d+)\.lua$/.exec(file)?.[1]);
+    if (!Number.isInteger(numberOfKeys)) throw new Error(`script ${file} is not named <verb>-<numKeys>.lua`);
+    scripts.set(name, { lua: readFileSync(path.join(__dirname, 'scripts', file), 'utf8'), numberOfKeys });
+  }
+  loaded = scripts;
+  return scripts;
+}
+
+const STATES: ReadonlySet<string> = new Set<RecordState>(['in_flight', 'completed', 'unknown']);
+
+export class RedisRecordStore implements RecordStore {
+  private readonly client: RedisClient;
+  private readonly timeoutMs: number;
+  private readonly keys: Keyspace;
+
+  constructor(client: RedisClient, options: RedisRecordStoreOptions) {
+    if (!Number.isInteger(options.storeTimeoutMs) || options.storeTimeoutMs <= 0) {
+      throw new TypeError(`storeTimeoutMs must be a positive integer (got ${String(options.storeTimeoutMs)})`);
+    }
+    this.client = client;
+    this.timeoutMs = options.storeTimeoutMs;
+    this.keys = new Keyspace(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+    for (const [name, script] of loadScripts()) {
+      // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (a restarted or failed-over
+      // server has an empty script cache), so scripts survive a Redis restart.
+      client.defineCommand(name, { lua: script.lua, numberOfKeys: script.numberOfKeys });
+    }
+  }
+
+  async read(scope: RecordScope): Promise<IdempotencyRecord | null> {
+    const fields = await this.run('read', () => this.client.hgetallBuffer(this.keys.record(scope)));
+    return parseRecord(new Map(Object.entries(fields)));
+  }
+
+  async claim(scope: RecordScope, request: ClaimRequest): Promise<ClaimResult> {
+    const reply = await this.script('claim', 'idemClaimBuffer', [this.keys.record(scope), this.keys.index(scope.key)], [
+      request.token,
+      request.fingerprint,
+      milliseconds(request.leaseMs, 'leaseMs'),
+      milliseconds(request.ttlMs, 'ttlMs'),
+      request.onExpiredLease,
+      scope.tenant,
+    ]);
+    if (!Array.isArray(reply) || !reply.every(Buffer.isBuffer) || reply.length === 0) {
+      throw malformed('claim reply');
+    }
+    const [outcome, ...pairs] = reply as Buffer[];
+    if (outcome?.toString() === 'claimed') return { claimed: true };
+    const record = parseRecord(pairsToMap(pairs));
+    if (outcome?.toString() !== 'existing' || record === null) throw malformed('claim reply');
+    return { claimed: false, record };
+  }
+
+  async renew(scope: RecordScope, token: string, leaseMs: number): Promise<boolean> {
+    return isOne(
+      await this.script('renew', 'idemRenew', [this.keys.record(scope)], [token, milliseconds(leaseMs, 'leaseMs')]),
+    );
+  }
+
+  async complete(scope: RecordScope, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
+    const reply = await this.script('complete', 'idemComplete', [this.keys.record(scope), this.keys.index(scope.key)], [
+      token,
+      milliseconds(ttlMs, 'ttlMs'),
+      String(response.status),
+      JSON.stringify(response.headers),
+      response.body,
+      scope.tenant,
+    ]);
+    return isOne(reply);
+  }
+
+  async markUnknown(scope: RecordScope, token: string): Promise<boolean> {
+    return isOne(await this.script('mark unknown', 'idemMarkUnknown', [this.keys.record(scope)], [token]));
+  }
+
+  async release(scope: RecordScope, token: string): Promise<boolean> {
+    const keys = [this.keys.record(scope), this.keys.index(scope.key)];
+    return isOne(await this.script('release', 'idemRelease', keys, [token, scope.tenant]));
+  }
+
+  async listByKey(key: string): Promise<TenantRecord[]> {
+    // Admin only: two round trips (the index, then the records of its slot in one pipeline).
+    const tenants = await this.script('list', 'idemList', [this.keys.index(key)], []);
+    if (!Array.isArray(tenants) || !tenants.every((tenant): tenant is string => typeof tenant === 'string')) {
+      throw malformed('list reply');
+    }
+    if (tenants.length === 0) return [];
+    const replies = await this.run('list', async () => {
+      const pipeline = this.client.pipeline();
+      for (const tenant of tenants) pipeline.hgetallBuffer(this.keys.record({ tenant, key }));
+      return pipeline.exec();
+    });
+    const records: TenantRecord[] = [];
+    tenants.forEach((tenant, i) => {
+      const [error, fields] = replies?.[i] ?? [new Error('no reply'), null];
+      if (error) throw new StoreUnavailableError(`list: ${error.message}`, { cause: error });
+      const record = parseRecord(new Map(Object.entries(fields as Record<string, Buffer>)));
+      if (record) records.push({ ...record, tenant });
+    });
+    return records;
+  }
+
+  async remove(scope: RecordScope): Promise<boolean> {
+    const keys = [this.keys.record(scope), this.keys.index(scope.key)];
+    return isOne(await this.script('remove', 'idemRemove', keys, [scope.tenant]));
+  }
+
+  async ping(): Promise<void> {
+    await this.run('ping', () => this.client.ping());
+  }
+
+  async close(): Promise<void> {
+    await closeClient(this.client, this.timeoutMs);
+  }
+
+  private run<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    return withDeadline(what, this.timeoutMs, operation);
+  }
+
+  private script(what: string, name: CommandName, keys: string[], args: RedisArgument[]): Promise<unknown> {
+    return this.run(what, async () => {
+      // defineCommand adds the method at run time, so the client's type does not know it.
+      const command: unknown = (this.client as unknown as Record<string, unknown>)[name];
+      if (typeof command !== 'function') throw new Error(`script command ${name} is not defined`);
+      return (await Reflect.apply(command, this.client, [...keys, ...args])) as unknown;
+    });
+  }
+}
+
+/** ms as Redis expects them: a positive whole number (the scripts use PEXPIREAT). */
+function milliseconds(value: number, name: string): string {
+  if (!Number.isFinite(value) || value <= 0) {
+    throw new TypeError(`${name} must be a positive number of milliseconds (got ${String(value)})`);
+  }
+  return String(Math.ceil(value));
+}
+
+function isOne(reply: unknown): boolean {
+  return reply === 1;
+}
+
+function malformed(what: string): StoreUnavailableError {
+  return new StoreUnavailableError(`malformed ${what} from Redis`);
+}
+
+function pairsToMap(pairs: readonly Buffer[]): Map<string, Buffer> {
+  const fields = new Map<string, Buffer>();
+  for (let i = 0; i + 1 < pairs.length; i += 2) {
+    fields.set((pairs[i] as Buffer).toString(), pairs[i + 1] as Buffer);
+  }
+  return fields;
+}
+
+/** The record a hash holds, or null for an empty (absent) hash. */
+function parseRecord(fields: ReadonlyMap<string, Buffer>): IdempotencyRecord | null {
+  if (fields.size === 0) return null;
+  const text = (name: string): string => {
+    const value = fields.get(name);
+    if (value === undefined) throw malformed(`record (no ${name})`);
+    return value.toString('utf8');
+  };
+  const integer = (name: string): number => {
+    const value = Number(text(name));
+    if (!Number.isSafeInteger(value)) throw malformed(`record (${name} is not an integer)`);
+    return value;
+  };
+  const state = text('state');
+  if (!STATES.has(state)) throw malformed(`record (state ${state})`);
+  const record: IdempotencyRecord = {
+    state: state as RecordState,
+    fingerprint: text('fp'),
+    token: text('token'),
+    createdAt: integer('createdAt'),
+    expiresAt: integer('expiresAt'),
+    leaseUntil: integer('leaseUntil'),
+  };
+  if (state !== 'completed') return record;
+  const body = fields.get('body');
+  if (body === undefined) throw malformed('record (no body)');
+  const response: StoredResponse = { status: integer('status'), headers: parseHeaders(text('headers')), body };
+  return { ...record, response };
+}
+
+function parseHeaders(json: string): HeaderPair[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch (error) {
+    throw new StoreUnavailableError('malformed record (headers are not JSON)', { cause: error });
+  }
+  const isPair = (pair: unknown): pair is HeaderPair =>
+    Array.isArray(pair) && pair.length === 2 && typeof pair[0] === 'string' && typeof pair[1] === 'string';
+  if (!Array.isArray(parsed) || !parsed.every(isPair)) throw malformed('record (headers)');
+  return parsed;
+}

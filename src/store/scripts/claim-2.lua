@@ -1,0 +1,60 @@
+--[[
+  claim-2: absent -> in_flight, or the existing record (after the expired-lease rule).
+
+  KEYS[1]  the record hash           (idem:{tag}:r:<tenant>)
+  KEYS[2]  the key's tenant index    (idem:{tag}:t)
+
+  ARGV[1]  token           the claimer's lease token (its lock value)
+  ARGV[2]  fingerprint
+  ARGV[3]  leaseMs         the lease, from now
+  ARGV[4]  ttlMs           how long the record lives at most, from now
+  ARGV[5]  onExpiredLease  `hold` or `release`: what an in-flight record whose lease ran out becomes
+  ARGV[6]  tenant          the record's member in the index
+
+  Returns  {'claimed'}
+       or  {'existing', field1, value1, ...}   (the record as HGETALL returns it)
+
+  Time comes from the server (TIME), never from the caller: every replica then judges leases and
+  expiry by one clock. Redis 7 replicates a script's effects, so TIME before a write is allowed.
+]]
+local record, index = KEYS[1], KEYS[2]
+local token, fingerprint = ARGV[1], ARGV[2]
+local leaseMs, ttlMs = tonumber(ARGV[3]), tonumber(ARGV[4])
+local onExpiredLease, tenant = ARGV[5], ARGV[6]
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function create()
+  local expiresAt = now + ttlMs
+  redis.call('HSET', record,
+    'state', 'in_flight', 'fp', fingerprint, 'token', token,
+    'createdAt', now, 'expiresAt', expiresAt, 'leaseUntil', now + leaseMs)
+  -- PEXPIREAT on the very instant stored in the hash: Redis then drops the record exactly when the
+  -- record says it ends, so a read never has to compare clocks.
+  redis.call('PEXPIREAT', record, expiresAt)
+  -- The index is pruned as it is written, and lives as long as its longest-lived member.
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
+  redis.call('ZADD', index, expiresAt, tenant)
+  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', index, last[2])
+  return { 'claimed' }
+end
+
+local state = redis.call('HGET', record, 'state')
+if not state then
+  return create()
+end
+
+if state == 'in_flight' and tonumber(redis.call('HGET', record, 'leaseUntil')) < now then
+  -- The owner stopped renewing (it died or stalled): the upstream may have executed.
+  if onExpiredLease == 'release' then
+    redis.call('DEL', record)
+    return create()
+  end
+  redis.call('HSET', record, 'state', 'unknown')
+end
+
+local existing = redis.call('HGETALL', record)
+table.insert(existing, 1, 'existing')
+return existing

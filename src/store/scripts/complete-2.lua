@@ -1,0 +1,41 @@
+--[[
+  complete-2: in_flight or unknown -> completed with the response; fenced by the owner's token.
+
+  KEYS[1]  the record hash
+  KEYS[2]  the key's tenant index
+
+  ARGV[1]  token    the owner's lease token
+  ARGV[2]  ttlMs    how long the completed record is kept, from now
+  ARGV[3]  status   the response's status code
+  ARGV[4]  headers  the response's headers, a JSON array of [name, value]
+  ARGV[5]  body     the response's body, raw bytes
+  ARGV[6]  tenant   the record's member in the index
+
+  Returns  1 when completed, 0 when the record is gone, already completed, or owned by another
+           token (a replica whose lease ran out must not overwrite the new owner's record).
+  Completing an `unknown` record that still carries our token resolves it.
+]]
+local record, index = KEYS[1], KEYS[2]
+local token, ttlMs = ARGV[1], tonumber(ARGV[2])
+local tenant = ARGV[6]
+
+local fields = redis.call('HMGET', record, 'state', 'token')
+local state = fields[1]
+if (state ~= 'in_flight' and state ~= 'unknown') or fields[2] ~= token then
+  return 0
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expiresAt = now + ttlMs
+
+redis.call('HSET', record,
+  'state', 'completed', 'expiresAt', expiresAt,
+  'status', ARGV[3], 'headers', ARGV[4], 'body', ARGV[5])
+redis.call('PEXPIREAT', record, expiresAt)
+
+redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
+redis.call('ZADD', index, expiresAt, tenant)
+local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', index, last[2])
+return 1

@@ -1,0 +1,490 @@
+/**
+ * One RecordStore contract, run against every implementation (as undici runs one cacheStoreTests
+ * against its memory and SQLite stores): the in-process store, Redis, and a one-node Redis
+ * Cluster (which enforces the same-slot rule on every multi-key script). Then what only a remote
+ * store can do: be paused, be stopped, come back.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import type { ClaimRequest, RecordStore } from '../../src/engine/ports';
+import type { RecordScope, StoredResponse } from '../../src/engine/record';
+import { StoreUnavailableError } from '../../src/errors';
+import { indexKey, keyTag, lockResource, recordKey } from '../../src/store/keys';
+import { MemoryRecordStore } from '../../src/store/memory-store';
+import { createRedisClient, createRedisCluster, whenReady } from '../../src/store/redis-connection';
+import { RedisRecordStore } from '../../src/store/redis-store';
+import { type RedisHandle, startRedis } from '../helpers/redis-server';
+
+interface StoreFixture {
+  readonly store: RecordStore;
+  close(): Promise<void>;
+}
+
+const LONG_LEASE = 5_000;
+const LONG_TTL = 60_000;
+
+function newScope(tenant = `tenant-${randomUUID()}`): RecordScope {
+  return { tenant, key: `key-${randomUUID()}` };
+}
+
+function claimRequest(token: string, overrides: Partial<ClaimRequest> = {}): ClaimRequest {
+  return { fingerprint: 'fp-1', token, leaseMs: LONG_LEASE, ttlMs: LONG_TTL, onExpiredLease: 'hold', ...overrides };
+}
+
+function response(overrides: Partial<StoredResponse> = {}): StoredResponse {
+  return { status: 201, headers: [['content-type', 'application/json']], body: Buffer.from('{"id":1}'), ...overrides };
+}
+
+function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): void {
+  describe(`RecordStore contract: ${name}`, () => {
+    let fixture: StoreFixture | undefined;
+    const store = (): RecordStore => {
+      if (fixture === undefined) throw new Error('store not set up');
+      return fixture.store;
+    };
+
+    beforeAll(async () => {
+      fixture = await setup();
+    });
+    afterAll(async () => {
+      await fixture?.close();
+    });
+
+    test('ping answers', async () => {
+      await expect(store().ping()).resolves.toBeUndefined();
+    });
+
+    test('read of an absent key is null', async () => {
+      await expect(store().read(newScope())).resolves.toBeNull();
+    });
+
+    test('claim of an absent key creates an in-flight record with lease and expiry', async () => {
+      const scope = newScope();
+      const before = Date.now();
+      await expect(store().claim(scope, claimRequest('t1', { leaseMs: 4_000, ttlMs: 30_000 }))).resolves.toEqual({
+        claimed: true,
+      });
+      const record = await store().read(scope);
+      expect(record).toMatchObject({ state: 'in_flight', fingerprint: 'fp-1', token: 't1' });
+      expect(record?.response).toBeUndefined();
+      // The server's clock may differ from ours a little; the intervals must be exact.
+      expect(Math.abs((record?.createdAt ?? 0) - before)).toBeLessThan(2_000);
+      expect((record?.leaseUntil ?? 0) - (record?.createdAt ?? 0)).toBe(4_000);
+      expect((record?.expiresAt ?? 0) - (record?.createdAt ?? 0)).toBe(30_000);
+    });
+
+    test('claim of an existing key returns the record and carries the first fingerprint', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('t1', { fingerprint: 'fp-first' }));
+      const second = await store().claim(scope, claimRequest('t2', { fingerprint: 'fp-second' }));
+      expect(second.claimed).toBe(false);
+      if (second.claimed) return;
+      expect(second.record).toMatchObject({ state: 'in_flight', token: 't1', fingerprint: 'fp-first' });
+    });
+
+    test('a live lease is respected whatever onExpiredLease says', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('t1'));
+      for (const onExpiredLease of ['hold', 'release'] as const) {
+        const result = await store().claim(scope, claimRequest('t2', { onExpiredLease }));
+        expect(result).toMatchObject({ claimed: false, record: { state: 'in_flight', token: 't1' } });
+      }
+    });
+
+    test('complete is fenced: a wrong token returns false and changes nothing', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      const before = await store().read(scope);
+      await expect(store().complete(scope, 'intruder', response(), LONG_TTL)).resolves.toBe(false);
+      await expect(store().read(scope)).resolves.toEqual(before);
+    });
+
+    test('complete with the owner token stores the response, and claim returns it', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      await expect(store().complete(scope, 'owner', response(), 45_000)).resolves.toBe(true);
+      const record = await store().read(scope);
+      expect(record).toMatchObject({ state: 'completed', token: 'owner', fingerprint: 'fp-1' });
+      expect(record?.response?.status).toBe(201);
+      expect(record?.response?.headers).toEqual([['content-type', 'application/json']]);
+      expect(record?.response?.body.toString()).toBe('{"id":1}');
+      // The TTL of a completed record runs from its completion.
+      expect((record?.expiresAt ?? 0) - Date.now()).toBeGreaterThan(40_000);
+      expect((record?.expiresAt ?? 0) - Date.now()).toBeLessThanOrEqual(47_000);
+
+      const again = await store().claim(scope, claimRequest('other'));
+      expect(again).toMatchObject({ claimed: false, record: { state: 'completed', response: { status: 201 } } });
+    });
+
+    test('a completed record cannot be completed again, even by its owner', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      await store().complete(scope, 'owner', response({ status: 200 }), LONG_TTL);
+      await expect(store().complete(scope, 'owner', response({ status: 500 }), LONG_TTL)).resolves.toBe(false);
+      expect((await store().read(scope))?.response?.status).toBe(200);
+    });
+
+    test('complete of an absent record returns false and creates nothing', async () => {
+      const scope = newScope();
+      await expect(store().complete(scope, 'owner', response(), LONG_TTL)).resolves.toBe(false);
+      await expect(store().read(scope)).resolves.toBeNull();
+    });
+
+    test('renew is fenced and moves the lease forward', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner', { leaseMs: 1_000 }));
+      const first = await store().read(scope);
+      await expect(store().renew(scope, 'intruder', 20_000)).resolves.toBe(false);
+      await expect(store().read(scope)).resolves.toEqual(first);
+      await expect(store().renew(scope, 'owner', 20_000)).resolves.toBe(true);
+      const renewed = await store().read(scope);
+      expect((renewed?.leaseUntil ?? 0) - (first?.leaseUntil ?? 0)).toBeGreaterThanOrEqual(19_000);
+      expect(renewed?.expiresAt).toBe(first?.expiresAt);
+      await store().complete(scope, 'owner', response(), LONG_TTL);
+      await expect(store().renew(scope, 'owner', 20_000)).resolves.toBe(false);
+    });
+
+    test('mark unknown is fenced, keeps the expiry, and only applies to in-flight records', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      const before = await store().read(scope);
+      await expect(store().markUnknown(scope, 'intruder')).resolves.toBe(false);
+      await expect(store().markUnknown(scope, 'owner')).resolves.toBe(true);
+      const record = await store().read(scope);
+      expect(record).toMatchObject({ state: 'unknown', token: 'owner', expiresAt: before?.expiresAt });
+      await expect(store().markUnknown(scope, 'owner')).resolves.toBe(false);
+      // An unknown record is returned to claimers: it is held.
+      await expect(store().claim(scope, claimRequest('other'))).resolves.toMatchObject({
+        claimed: false,
+        record: { state: 'unknown' },
+      });
+
+      const completed = newScope();
+      await store().claim(completed, claimRequest('owner'));
+      await store().complete(completed, 'owner', response(), LONG_TTL);
+      await expect(store().markUnknown(completed, 'owner')).resolves.toBe(false);
+    });
+
+    test('complete from unknown with the owner token resolves it; another token cannot', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      await store().markUnknown(scope, 'owner');
+      await expect(store().complete(scope, 'intruder', response(), LONG_TTL)).resolves.toBe(false);
+      await expect(store().complete(scope, 'owner', response({ status: 202 }), LONG_TTL)).resolves.toBe(true);
+      expect(await store().read(scope)).toMatchObject({ state: 'completed', response: { status: 202 } });
+    });
+
+    test('release is fenced, and a released key can be claimed again', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      await expect(store().release(scope, 'intruder')).resolves.toBe(false);
+      await expect(store().read(scope)).resolves.toMatchObject({ state: 'in_flight', token: 'owner' });
+      await expect(store().release(scope, 'owner')).resolves.toBe(true);
+      await expect(store().read(scope)).resolves.toBeNull();
+      await expect(store().listByKey(scope.key)).resolves.toEqual([]);
+      await expect(store().release(scope, 'owner')).resolves.toBe(false);
+      await expect(store().claim(scope, claimRequest('next'))).resolves.toEqual({ claimed: true });
+    });
+
+    test('an expired lease under hold turns the record unknown, keeping its owner', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('dead', { leaseMs: 100 }));
+      await sleep(200);
+      const result = await store().claim(scope, claimRequest('retry', { onExpiredLease: 'hold' }));
+      expect(result).toMatchObject({ claimed: false, record: { state: 'unknown', token: 'dead' } });
+      await expect(store().read(scope)).resolves.toMatchObject({ state: 'unknown', token: 'dead' });
+      // The dead owner may still resolve it if it comes back with a response.
+      await expect(store().complete(scope, 'dead', response(), LONG_TTL)).resolves.toBe(true);
+    });
+
+    test('an expired lease under release gives the key to the new claimer', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('dead', { leaseMs: 100, fingerprint: 'fp-old' }));
+      await sleep(200);
+      const result = await store().claim(scope, claimRequest('retry', { onExpiredLease: 'release', fingerprint: 'fp-new' }));
+      expect(result).toEqual({ claimed: true });
+      await expect(store().read(scope)).resolves.toMatchObject({ state: 'in_flight', token: 'retry', fingerprint: 'fp-new' });
+      // The old owner is fenced out.
+      await expect(store().complete(scope, 'dead', response(), LONG_TTL)).resolves.toBe(false);
+      await expect(store().renew(scope, 'dead', LONG_LEASE)).resolves.toBe(false);
+    });
+
+    test('a record past its TTL is absent, and its key is new again', async () => {
+      const completed = newScope();
+      await store().claim(completed, claimRequest('owner', { ttlMs: 300 }));
+      await store().complete(completed, 'owner', response(), 300);
+      const inFlight = newScope();
+      await store().claim(inFlight, claimRequest('owner', { ttlMs: 300, leaseMs: 10_000 }));
+      await sleep(450);
+      await expect(store().read(completed)).resolves.toBeNull();
+      await expect(store().read(inFlight)).resolves.toBeNull();
+      await expect(store().complete(inFlight, 'owner', response(), LONG_TTL)).resolves.toBe(false);
+      await expect(store().claim(completed, claimRequest('new'))).resolves.toEqual({ claimed: true });
+    });
+
+    test('a body with every byte value, and a 1 MiB body, round-trip exactly', async () => {
+      const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      const big = randomBytes(1024 * 1024);
+      for (const body of [everyByte, big, Buffer.alloc(0)]) {
+        const scope = newScope();
+        await store().claim(scope, claimRequest('owner'));
+        await store().complete(scope, 'owner', response({ body }), LONG_TTL);
+        const read = await store().read(scope);
+        expect(read?.response?.body.equals(body)).toBe(true);
+        const claimed = await store().claim(scope, claimRequest('other'));
+        expect(!claimed.claimed && claimed.record.response?.body.equals(body)).toBe(true);
+      }
+    });
+
+    test('headers with repeated names and non-ASCII values round-trip in order', async () => {
+      const headers = [
+        ['set-cookie', 'a=1; Path=/'],
+        ['content-type', 'text/plain; charset=utf-8'],
+        ['set-cookie', 'b=2; HttpOnly'],
+        ['x-note', 'caf\u00e9 "quoted" \\ back'],
+      ] as const;
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      await store().complete(scope, 'owner', response({ headers }), LONG_TTL);
+      expect((await store().read(scope))?.response?.headers).toEqual(headers);
+    });
+
+    test('stored bytes cannot be changed through the buffers passed in or handed out', async () => {
+      const scope = newScope();
+      const body = Buffer.from('original');
+      await store().claim(scope, claimRequest('owner'));
+      await store().complete(scope, 'owner', response({ body }), LONG_TTL);
+      body.fill(0x21);
+      const first = await store().read(scope);
+      first?.response?.body.fill(0x22);
+      expect((await store().read(scope))?.response?.body.toString()).toBe('original');
+    });
+
+    test('tenants are isolated: same key, separate records, no cross-tenant writes', async () => {
+      const key = `key-${randomUUID()}`;
+      const alice: RecordScope = { tenant: 'alice', key };
+      const bob: RecordScope = { tenant: 'bob', key };
+      await expect(store().claim(alice, claimRequest('alice-token'))).resolves.toEqual({ claimed: true });
+      await expect(store().claim(bob, claimRequest('bob-token'))).resolves.toEqual({ claimed: true });
+      await expect(store().complete(bob, 'alice-token', response(), LONG_TTL)).resolves.toBe(false);
+      await expect(store().release(bob, 'alice-token')).resolves.toBe(false);
+      await expect(store().complete(alice, 'alice-token', response({ status: 200 }), LONG_TTL)).resolves.toBe(true);
+      await expect(store().read(bob)).resolves.toMatchObject({ state: 'in_flight', token: 'bob-token' });
+      await expect(store().remove(alice)).resolves.toBe(true);
+      await expect(store().read(bob)).resolves.toMatchObject({ state: 'in_flight' });
+    });
+
+    test('listByKey returns one record per tenant, and drops expired ones', async () => {
+      const key = `key-${randomUUID()}`;
+      const other = newScope();
+      await store().claim(other, claimRequest('x'));
+      await store().claim({ tenant: 'short', key }, claimRequest('s', { ttlMs: 300 }));
+      await store().complete({ tenant: 'short', key }, 's', response({ status: 204, body: Buffer.alloc(0) }), 300);
+      await store().claim({ tenant: 'long', key }, claimRequest('l'));
+
+      const listed = await store().listByKey(key);
+      const byTenant = new Map(listed.map((record) => [record.tenant, record]));
+      expect([...byTenant.keys()].sort()).toEqual(['long', 'short']);
+      expect(byTenant.get('short')).toMatchObject({ state: 'completed', response: { status: 204 } });
+      expect(byTenant.get('long')).toMatchObject({ state: 'in_flight', token: 'l' });
+
+      await sleep(450);
+      const later = await store().listByKey(key);
+      expect(later.map((record) => record.tenant)).toEqual(['long']);
+      await expect(store().listByKey(`key-${randomUUID()}`)).resolves.toEqual([]);
+    });
+
+    test('remove deletes whatever the owner, once', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      await store().markUnknown(scope, 'owner');
+      await expect(store().remove(scope)).resolves.toBe(true);
+      await expect(store().read(scope)).resolves.toBeNull();
+      await expect(store().listByKey(scope.key)).resolves.toEqual([]);
+      await expect(store().remove(scope)).resolves.toBe(false);
+      await expect(store().complete(scope, 'owner', response(), LONG_TTL)).resolves.toBe(false);
+    });
+
+    test('keys with braces, spaces and 255 characters work', async () => {
+      for (const key of ['{a}', 'a}b{c', '}{', '"quoted"', '~'.repeat(255)]) {
+        const scope: RecordScope = { tenant: '{tenant}', key };
+        await expect(store().claim(scope, claimRequest('owner'))).resolves.toEqual({ claimed: true });
+        await expect(store().complete(scope, 'owner', response(), LONG_TTL)).resolves.toBe(true);
+        expect((await store().listByKey(key)).map((record) => record.tenant)).toEqual(['{tenant}']);
+        await expect(store().remove(scope)).resolves.toBe(true);
+      }
+    });
+  });
+}
+
+// ---------------------------------------------------------------- the implementations
+
+recordStoreContract('MemoryRecordStore', async () => {
+  const store = new MemoryRecordStore({ sweepIntervalMs: 100 });
+  return { store, close: () => store.close() };
+});
+
+describe('Redis', () => {
+  let redis: RedisHandle | undefined;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  recordStoreContract('RedisRecordStore (redis-server)', async () => {
+    if (redis === undefined) throw new Error('no redis');
+    const client = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'contract' });
+    await whenReady(client, 5_000);
+    const store = new RedisRecordStore(client, { storeTimeoutMs: 2_000 });
+    return { store, close: () => store.close() };
+  });
+
+  test('a custom key prefix is used for every key, and PEXPIREAT matches expiresAt', async () => {
+    if (redis === undefined) throw new Error('no redis');
+    const client = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'prefix' });
+    await whenReady(client, 5_000);
+    const store = new RedisRecordStore(client, { storeTimeoutMs: 2_000, keyPrefix: 'custom:' });
+    try {
+      const scope = newScope();
+      await store.claim(scope, claimRequest('owner'));
+      expect(await client.exists(recordKey(scope, 'custom:'), indexKey(scope.key, 'custom:'))).toBe(2);
+      expect(await client.exists(recordKey(scope))).toBe(0);
+      const record = await store.read(scope);
+      expect(await client.pexpiretime(recordKey(scope, 'custom:'))).toBe(record?.expiresAt);
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('Redis Cluster (one node, all slots)', () => {
+  let redis: RedisHandle | undefined;
+  beforeAll(async () => {
+    redis = await startRedis({ cluster: true });
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  recordStoreContract('RedisRecordStore (Cluster)', async () => {
+    if (redis === undefined) throw new Error('no redis');
+    const cluster = createRedisCluster([`${redis.host}:${redis.port}`], { storeTimeoutMs: 2_000, name: 'contract-cluster' });
+    await whenReady(cluster, 5_000);
+    const store = new RedisRecordStore(cluster, { storeTimeoutMs: 2_000 });
+    return { store, close: () => store.close() };
+  });
+});
+
+describe('key layout', () => {
+  test('a record, its lock and its index share one hash tag derived from the key alone', () => {
+    const scope: RecordScope = { tenant: 'alice', key: 'a{b}c' };
+    const tag = `{${keyTag(scope.key)}}`;
+    expect(recordKey(scope)).toBe(`idem:${tag}:r:alice`);
+    expect(lockResource(scope)).toBe(`idem:${tag}:l:alice`);
+    expect(indexKey(scope.key)).toBe(`idem:${tag}:t`);
+    expect(keyTag(scope.key)).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(recordKey({ tenant: 'bob', key: scope.key })).toContain(tag);
+  });
+
+  test('a prefix with a brace is refused', () => {
+    expect(() => new RedisRecordStore({} as Redis, { storeTimeoutMs: 100, keyPrefix: 'x{' })).toThrow(TypeError);
+  });
+});
+
+// ---------------------------------------------------------------- outages of a real server
+
+describe('RedisRecordStore when Redis fails', () => {
+  const STORE_TIMEOUT = 250;
+  let redis: RedisHandle | undefined;
+  let store: RedisRecordStore | undefined;
+  let client: Redis | undefined;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    client = createRedisClient(redis.url, { storeTimeoutMs: STORE_TIMEOUT, name: 'outage' });
+    await whenReady(client, 5_000);
+    store = new RedisRecordStore(client, { storeTimeoutMs: STORE_TIMEOUT });
+  });
+  afterAll(async () => {
+    await store?.close();
+    await redis?.stop();
+  });
+
+  async function expectUnavailable(operation: () => Promise<unknown>): Promise<void> {
+    const started = Date.now();
+    const error: unknown = await operation().then(
+      () => new Error('resolved'),
+      (failure: unknown) => failure,
+    );
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect(Date.now() - started).toBeLessThan(STORE_TIMEOUT + 500);
+  }
+
+  test('a paused Redis (SIGSTOP) fails every operation with StoreUnavailableError within the timeout', async () => {
+    if (!redis || !store) throw new Error('not set up');
+    const scope = newScope();
+    await store.claim(scope, claimRequest('owner'));
+    redis.pause();
+    try {
+      const paused = store;
+      await Promise.all([
+        expectUnavailable(() => paused.read(scope)),
+        expectUnavailable(() => paused.claim(newScope(), claimRequest('t'))),
+        expectUnavailable(() => paused.complete(scope, 'owner', response(), LONG_TTL)),
+        expectUnavailable(() => paused.ping()),
+        expectUnavailable(() => paused.listByKey(scope.key)),
+      ]);
+    } finally {
+      redis.resume();
+    }
+    // The connection survives the pause: late replies are matched to their timed-out commands.
+    // A write that timed out may still have been applied once Redis ran again (here the
+    // completion did): a timeout means "outcome unknown", never "not done".
+    await expect(store.read(scope)).resolves.toMatchObject({ state: 'completed', token: 'owner' });
+  });
+
+  test('a stopped Redis fails fast, and the same store recovers after a restart', async () => {
+    if (!redis || !store || !client) throw new Error('not set up');
+    await redis.stop();
+    const scope = newScope();
+    await expectUnavailable(() => (store as RedisRecordStore).read(scope));
+    await expectUnavailable(() => (store as RedisRecordStore).claim(scope, claimRequest('t')));
+    await expectUnavailable(() => (store as RedisRecordStore).ping());
+
+    await redis.restart();
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      try {
+        await store.ping();
+        break;
+      } catch (error) {
+        expect(error).toBeInstanceOf(StoreUnavailableError);
+        if (Date.now() > deadline) throw error;
+        await sleep(50);
+      }
+    }
+    // Scripts are loaded again on the empty server (EVALSHA falls back to EVAL on NOSCRIPT).
+    await expect(store.claim(scope, claimRequest('after'))).resolves.toEqual({ claimed: true });
+    await expect(store.complete(scope, 'after', response(), LONG_TTL)).resolves.toBe(true);
+  });
+
+  test('a store created while Redis is down does not throw, and works once Redis answers', async () => {
+    if (!redis) throw new Error('not set up');
+    const down = await startRedis();
+    await down.kill();
+    const early = createRedisClient(down.url, { storeTimeoutMs: STORE_TIMEOUT, name: 'early' });
+    const earlyStore = new RedisRecordStore(early, { storeTimeoutMs: STORE_TIMEOUT });
+    try {
+      await expectUnavailable(() => earlyStore.ping());
+      await down.restart();
+      await whenReady(early, 5_000);
+      await expect(earlyStore.ping()).resolves.toBeUndefined();
+    } finally {
+      await earlyStore.close();
+      await down.stop();
+    }
+  });
+});

@@ -1,0 +1,365 @@
+/**
+ * Real Redis servers for tests: the one helper every test that needs Redis uses.
+ *
+ * `startRedis()` runs `redis-server` on a free port (no persistence, a temp dir of its own) and
+ * resolves once it answers PING. Where redis-server is not on PATH but a Docker engine answers, it
+ * runs the `redis:7` image with testcontainers instead (imported lazily: the suite needs no Docker
+ * where redis-server exists). Tests never touch the Redis on 6379.
+ *
+ * Processes are tracked and killed even when a test fails or the worker dies: `stop()` in
+ * afterAll is the normal path, an exit hook covers a plain Node process, and a watchdog (a `sh`
+ * that holds a pipe from this process) kills the server when this process goes away by any means
+ * - under Jest, a test file's `process` is a copy whose 'exit' event never fires, so the exit hook
+ * alone would not do.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface StartRedisOptions {
+  /**
+   * Start the server with cluster mode on and all 16384 slots assigned to it: a one-node Redis
+   * Cluster, which enforces the same-slot rule (CROSSSLOT) on every multi-key script.
+   */
+  readonly cluster?: boolean;
+}
+
+export interface RedisHandle {
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /** `process` (a local redis-server) or `container` (Docker, via testcontainers). */
+  readonly kind: 'process' | 'container';
+  /** Stops the server gracefully (SIGTERM); resolves once it has exited. Idempotent. */
+  stop(): Promise<void>;
+  /** SIGKILL, as a crash; resolves once it has exited. Process variant only. */
+  kill(): Promise<void>;
+  /** SIGSTOP: the server keeps its connections but stops answering. Process variant only. */
+  pause(): void;
+  /** SIGCONT after pause(). Process variant only. */
+  resume(): void;
+  /** Stops the server if it runs, then starts it again on the same port (empty: no persistence). */
+  restart(): Promise<void>;
+}
+
+const HOST = '127.0.0.1';
+const READY_TIMEOUT_MS = 10_000;
+const NO_REDIS_MESSAGE =
+  'Tests need a Redis server and found none: install redis-server (Debian/Ubuntu: `apt-get install redis-server`; ' +
+  'macOS: `brew install redis`) so that it is on PATH (or set REDIS_SERVER_BIN to its path), ' +
+  'or start a Docker engine so that testcontainers can run the redis:7 image.';
+
+export async function startRedis(options: StartRedisOptions = {}): Promise<RedisHandle> {
+  const binary = findRedisServer();
+  if (binary !== undefined) return startProcess(binary, options);
+  return startContainer(options);
+}
+
+// ---------------------------------------------------------------- the local redis-server process
+
+/** Servers still running, killed on exit whatever happened to the tests. */
+const running = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+    for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+function findRedisServer(): string | undefined {
+  const explicit = process.env['REDIS_SERVER_BIN'];
+  if (explicit) return explicit;
+  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+    if (dir === '') continue;
+    const candidate = path.join(dir, 'redis-server');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** A port the OS reports free right now (the server binds it a moment later; startProcess retries). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  server.listen(0, HOST);
+  await once(server, 'listening');
+  const address = server.address();
+  server.close();
+  await once(server, 'close');
+  if (address === null || typeof address === 'string') throw new Error('could not get a free port');
+  return address.port;
+}
+
+interface Running {
+  readonly child: ChildProcess;
+  readonly watchdog: ChildProcess;
+  readonly dir: string;
+}
+
+async function startProcess(binary: string, options: StartRedisOptions): Promise<RedisHandle> {
+  installExitHook();
+  let port = 0;
+  let current: Running | undefined;
+  // A free port may be taken between asking and binding: try a few.
+  for (let attempt = 1; current === undefined; attempt += 1) {
+    port = await freePort();
+    try {
+      current = await spawnServer(binary, port, options);
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
+
+  const signal = (name: NodeJS.Signals): void => {
+    if (current === undefined || current.child.exitCode !== null || current.child.signalCode !== null) {
+      throw new Error(`redis-server on port ${port} is not running (cannot send ${name})`);
+    }
+    current.child.kill(name);
+  };
+
+  const end = async (how: 'SIGTERM' | 'SIGKILL'): Promise<void> => {
+    const server = current;
+    current = undefined;
+    if (server === undefined) return;
+    await terminate(server, how);
+  };
+
+  return {
+    url: `redis://${HOST}:${port}`,
+    host: HOST,
+    port,
+    kind: 'process',
+    stop: () => end('SIGTERM'),
+    kill: () => end('SIGKILL'),
+    pause: () => signal('SIGSTOP'),
+    resume: () => signal('SIGCONT'),
+    restart: async () => {
+      await end('SIGTERM');
+      current = await spawnServer(binary, port, options);
+    },
+  };
+}
+
+async function spawnServer(binary: string, port: number, options: StartRedisOptions): Promise<Running> {
+  // A fresh directory per start: a restarted server comes back empty, as without persistence.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'idem-redis-'));
+  tempDirs.add(dir);
+  const args = [
+    '--port', String(port),
+    '--bind', HOST,
+    '--save', '',
+    '--appendonly', 'no',
+    '--dir', dir,
+    '--daemonize', 'no',
+    '--logfile', '',
+    ...(options.cluster === true
+      ? // A lone node reports an empty address in CLUSTER SLOTS, which clients skip: announce one.
+        ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', HOST]
+      : []),
+  ];
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.pid === undefined) {
+    // spawn failed (not found, not executable): the reason comes as an 'error' event.
+    const [error] = (await once(child, 'error')) as [Error];
+    rmSync(dir, { recursive: true, force: true });
+    tempDirs.delete(dir);
+    throw new Error(`could not run ${binary}: ${error.message}\n${NO_REDIS_MESSAGE}`, { cause: error });
+  }
+  child.on('error', () => undefined);
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+
+  // Keep the last few KiB of the server's log for the error message if it does not come up.
+  let log = '';
+  const keep = (chunk: Buffer): void => {
+    log = (log + chunk.toString()).slice(-4096);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  // Neither the server nor its pipes keep a test worker alive: afterAll or the hooks end it.
+  child.unref();
+  unrefStream(child.stdout);
+  unrefStream(child.stderr);
+
+  const watchdog = startWatchdog(child, dir);
+  const server: Running = { child, watchdog, dir };
+  try {
+    await waitForPong(port, child, () => log);
+    if (options.cluster === true) await assignAllSlots(port);
+    return server;
+  } catch (error) {
+    await terminate(server, 'SIGKILL');
+    throw error;
+  }
+}
+
+/**
+ * A `sh` that kills the server and removes its directory when this process's end of its stdin
+ * pipe closes: on a normal exit, a crash or a SIGKILL alike (the kernel closes the pipe).
+ * stop() does both itself and kills the watchdog.
+ */
+function startWatchdog(child: ChildProcess, dir: string): ChildProcess {
+  const pid = child.pid;
+  if (pid === undefined) throw new Error('redis-server did not start');
+  // The pid and the directory are passed as arguments ($1, $2), not spliced into the script.
+  const script = 'read _ignored; kill -9 "$1" 2>/dev/null; sleep 0.2; rm -rf "$2"';
+  const watchdog = spawn('sh', ['-c', script, 'redis-watchdog', String(pid), dir], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true,
+  });
+  watchdog.on('error', () => undefined);
+  watchdog.stdin?.on('error', () => undefined);
+  watchdog.unref();
+  unrefStream(watchdog.stdin);
+  return watchdog;
+}
+
+function unrefStream(stream: unknown): void {
+  // The child's pipes are net.Sockets; unref is there at run time but not on the declared type.
+  if (stream instanceof net.Socket) stream.unref();
+}
+
+async function terminate(server: Running, how: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+  const { child, watchdog } = server;
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = once(child, 'exit');
+    child.kill(how);
+    // A paused server only acts on SIGTERM once it runs again.
+    child.kill('SIGCONT');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+  running.delete(child);
+  watchdog.kill('SIGKILL');
+  rmSync(server.dir, { recursive: true, force: true });
+  tempDirs.delete(server.dir);
+}
+
+// ---------------------------------------------------------------- a tiny RESP client for set-up
+
+/** Sends one inline command and resolves with the raw reply's first line (or bulk payload). */
+function rawCommand(port: number, command: string, timeoutMs = 1_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: HOST, port });
+    let data = '';
+    const finish = (error: Error | null, reply?: string): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve(reply ?? '');
+    };
+    const timer = setTimeout(() => finish(new Error(`no reply to ${command} within ${timeoutMs} ms`)), timeoutMs);
+    socket.on('error', (error) => finish(error));
+    socket.on('connect', () => socket.write(`${command}\r\n`));
+    socket.on('data', (chunk) => {
+      data += chunk.toString();
+      const lineEnd = data.indexOf('\r\n');
+      if (lineEnd === -1) return;
+      const first = data.slice(0, lineEnd);
+      if (first.startsWith('$')) {
+        const length = Number(first.slice(1));
+        if (length < 0) return finish(null, '');
+        const payload = data.slice(lineEnd + 2);
+        if (Buffer.byteLength(payload) >= length + 2) finish(null, payload.slice(0, length));
+        return;
+      }
+      if (first.startsWith('-')) return finish(new Error(`${command}: ${first.slice(1)}`));
+      finish(null, first.slice(1));
+    });
+  });
+}
+
+async function waitForPong(port: number, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`redis-server on port ${port} exited before answering:\n${log()}`);
+    }
+    try {
+      if ((await rawCommand(port, 'PING', 250)) === 'PONG') return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING:\n${log()}`);
+    await sleep(20);
+  }
+}
+
+async function assignAllSlots(port: number): Promise<void> {
+  await rawCommand(port, 'CLUSTER ADDSLOTSRANGE 0 16383');
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (!(await rawCommand(port, 'CLUSTER INFO')).includes('cluster_state:ok')) {
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port}: cluster state never became ok`);
+    await sleep(20);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------------------------------------------------------------- the Docker fallback
+
+async function startContainer(options: StartRedisOptions): Promise<RedisHandle> {
+  let testcontainers: typeof import('testcontainers');
+  try {
+    testcontainers = await import('testcontainers');
+    // Throws when no container runtime answers.
+    await testcontainers.getContainerRuntimeClient();
+  } catch (error) {
+    throw new Error(NO_REDIS_MESSAGE, { cause: error });
+  }
+  // A fixed host port, so that restart() comes back where the clients expect it.
+  const port = await freePort();
+  const command = [
+    'redis-server',
+    '--save', '',
+    '--appendonly', 'no',
+    ...(options.cluster === true ? ['--cluster-enabled', 'yes', '--cluster-announce-ip', HOST, '--cluster-announce-port', String(port)] : []),
+  ];
+  const start = async (): Promise<import('testcontainers').StartedTestContainer> => {
+    const started = await new testcontainers.GenericContainer('redis:7')
+      .withCommand(command)
+      .withExposedPorts({ container: 6379, host: port })
+      .withWaitStrategy(testcontainers.Wait.forLogMessage('Ready to accept connections'))
+      .start();
+    if (options.cluster === true) await assignAllSlots(port);
+    return started;
+  };
+  let container: import('testcontainers').StartedTestContainer | undefined = await start();
+  const processOnly = (what: string): never => {
+    throw new Error(`${what}() needs a local redis-server process; this Redis runs in Docker (install redis-server to run this test)`);
+  };
+  const stop = async (): Promise<void> => {
+    const started = container;
+    container = undefined;
+    if (started) await started.stop();
+  };
+  return {
+    url: `redis://${HOST}:${port}`,
+    host: HOST,
+    port,
+    kind: 'container',
+    stop,
+    kill: () => Promise.resolve(processOnly('kill')),
+    pause: () => processOnly('pause'),
+    resume: () => processOnly('resume'),
+    restart: async () => {
+      await stop();
+      container = await start();
+    },
+  };
+}

@@ -1,0 +1,125 @@
+/**
+ * Runs the sidecar as its own OS process, through the package's bin, exactly as a user would:
+ * configuration by environment (and optionally a YAML file), readiness by the admin port.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from './free-port';
+
+const BIN = path.resolve(__dirname, '..', '..', 'bin', 'idempotency-sidecar.js');
+
+export interface SidecarProcess {
+  readonly url: string;
+  readonly adminUrl: string;
+  readonly process: ChildProcess;
+  /** Everything the process wrote, stdout and stderr, so far. */
+  output(): string;
+  /** Parsed JSON log lines so far. */
+  logs(): Record<string, unknown>[];
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export interface SidecarOptions {
+  readonly upstream: string;
+  /** IDEMPOTENCY_* variables beyond the upstream and the ports. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Written to a temporary file and passed with --config. */
+  readonly configYaml?: string;
+  readonly args?: readonly string[];
+}
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+export async function startSidecar(options: SidecarOptions): Promise<SidecarProcess> {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const args = [BIN, ...(options.args ?? [])];
+  if (options.configYaml !== undefined) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sidecar-config-'));
+    const file = path.join(dir, 'config.yaml');
+    fs.writeFileSync(file, options.configYaml);
+    args.push('--config', file);
+  }
+  const child = spawn(process.execPath, args, {
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      IDEMPOTENCY_UPSTREAM: options.upstream,
+      IDEMPOTENCY_PORT: String(port),
+      IDEMPOTENCY_ADMIN_PORT: String(adminPort),
+      IDEMPOTENCY_HOST: '127.0.0.1',
+      IDEMPOTENCY_LOG_LEVEL: 'info',
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
+    live.delete(child);
+    resolve(code);
+  }));
+
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode} before it was ready:\n${output}`);
+    try {
+      const response = await fetch(`${adminUrl}/healthz`);
+      if (response.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`sidecar did not become healthy within 15 s:\n${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    adminUrl,
+    process: child,
+    output: () => output,
+    logs: () =>
+      output
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+    kill: (signal = 'SIGKILL') => {
+      child.kill(signal);
+    },
+  };
+}
+
+/** Runs the bin to completion (for start-up errors and --config-test). */
+export function runSidecarCommand(args: readonly string[], env: Readonly<Record<string, string>>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
