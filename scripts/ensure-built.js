@@ -39,6 +39,9 @@ const stamp = path.join(root, 'dist', '.build-stamp');
 const sourcesChanged = () =>
   Math.max(newestMtime(path.join(root, 'src')), fs.statSync(path.join(root, 'tsconfig.json')).mtimeMs, fs.statSync(path.join(root, 'tsconfig.build.json')).mtimeMs);
 if (!fs.existsSync(stamp) || fs.statSync(stamp).mtimeMs < sourcesChanged()) {
+  // The stamp carries the time the build STARTED, so a source saved while tsc runs is rebuilt next time.
+  const started = new Date();
   run(['run', '--silent', 'build']);
-  fs.writeFileSync(stamp, new Date().toISOString() + '\n');
+  fs.writeFileSync(stamp, started.toISOString() + '\n');
+  fs.utimesSync(stamp, started, started);
 }

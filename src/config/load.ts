@@ -248,10 +248,7 @@ function readSettingsFile(
   try {
     text = readFile(file.path);
   } catch (error) {
-    // Not `instanceof Error`: errors from another realm (a vm context, jest) fail that test.
-    const message: unknown = typeof error === 'object' && error !== null ? Reflect.get(error, 'message') : undefined;
-    const reason = typeof message === 'string' ? message : String(error);
-    return { problems: [`${file.namedBy} ${file.path}: cannot be read (${reason})`] };
+    return { problems: [`${file.namedBy} ${file.path}: cannot be read (${messageOf(error)})`] };
   }
 
   const document = parseDocument(text, { prettyErrors: true });
@@ -271,8 +268,19 @@ function readSettingsFile(
       problems: [`${file.path}: is not a mapping of settings; write one setting per line, e.g. upstream: http://127.0.0.1:3000`],
     };
   }
-  const settings: unknown = document.toJS();
-  return { settings: settings as Record<string, unknown> };
+  try {
+    // toJS() throws on alias bombs (more aliases than its maxAliasCount): a bad file, not a crash.
+    const settings: unknown = document.toJS();
+    return { settings: settings as Record<string, unknown> };
+  } catch (error) {
+    return { problems: [`${file.path}: is not usable YAML: ${messageOf(error)}`] };
+  }
+}
+
+/** Not `instanceof Error`: errors from another realm (a vm context, jest) fail that test. */
+function messageOf(error: unknown): string {
+  const message: unknown = typeof error === 'object' && error !== null ? Reflect.get(error, 'message') : undefined;
+  return typeof message === 'string' ? message : String(error);
 }
 
 /** One row of `--help`: a setting, or the `--config` file itself. */

@@ -256,9 +256,12 @@ function show(value: unknown): string {
   return String(value);
 }
 
-function orList(words: readonly string[]): string {
-  return words.length <= 1 ? words.join('') : `${words.slice(0, -1).join(', ')} or ${words.at(-1) ?? ''}`;
+/** `a, b or c` (or `a, b and c`). */
+function wordList(words: readonly string[], conjunction: 'or' | 'and'): string {
+  return words.length <= 1 ? words.join('') : `${words.slice(0, -1).join(', ')} ${conjunction} ${words.at(-1) ?? ''}`;
 }
+
+const orList = (words: readonly string[]): string => wordList(words, 'or');
 
 function isMapping(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
@@ -644,7 +647,10 @@ const routeRule = z
       ctx.addIssue({
         code: 'custom',
         path: ['guard'],
-        message: `is false, so ${orList(pointless).replace(' or ', ' and ')} ${pointless.length === 1 ? 'has' : 'have'} no effect; remove ${pointless.length === 1 ? 'it' : 'them'} or the guard: false`,
+        message:
+          pointless.length === 1
+            ? `is false, so ${pointless.join('')} has no effect; remove it or the guard: false`
+            : `is false, so ${wordList(pointless, 'and')} have no effect; remove them or the guard: false`,
       });
     }
   })

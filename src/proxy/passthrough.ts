@@ -1,6 +1,6 @@
 /**
- * Everything that is not guarded goes through http-proxy: streamed both ways, upgrades included,
- * with no store access. Also used to forward a guarded request unguarded (no key, or the store is
+ * Everything that is not guarded goes through http-proxy, streamed both ways with no store access;
+ * upgrades go through a raw tunnel (upgrade-tunnel.ts). Also used to forward a guarded request unguarded (no key, or the store is
  * down in `passthrough` mode), replaying the body already read.
  */
 import http from 'node:http';
@@ -9,17 +9,20 @@ import { Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import { SidecarError } from '../errors';
 import { sendProblem } from './problem';
+import { tunnelUpgrade } from './upgrade-tunnel';
 
 export class PassThrough {
   private readonly proxy: httpProxy;
   private readonly agent: http.Agent;
 
-  constructor(origin: URL, timeoutMs: number) {
+  constructor(
+    private readonly origin: URL,
+    timeoutMs: number,
+  ) {
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
     this.proxy = httpProxy.createProxyServer({
       target: origin.origin,
       agent: this.agent,
-      ws: true,
       xfwd: false,
       proxyTimeout: timeoutMs,
     });
@@ -44,7 +47,7 @@ export class PassThrough {
   }
 
   upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.proxy.ws(req, socket, head);
+    tunnelUpgrade(this.origin, req, socket, head);
   }
 
   close(): void {

@@ -134,7 +134,7 @@ export async function startPaymentUpstream(options: { port?: number } = {}): Pro
     res.end('no such route');
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n');
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade ?? ''}\r\nConnection: Upgrade\r\n\r\n`);
     if (head.length > 0) socket.write(head);
     socket.pipe(socket);
   });

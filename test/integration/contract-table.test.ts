@@ -270,9 +270,12 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
         headers: { 'idempotency-key': key },
         body: Readable.from(chunks()),
       }).catch((error: unknown) => error);
-      // The sidecar answers 413 and closes; depending on timing the client sees the answer or a reset.
-      if (!(response instanceof Error)) {
+      // The sidecar answers 413 and closes; depending on timing the client sees the answer or a
+      // reset (an error from Node's own realm, hence no instanceof check).
+      if (typeof response === 'object' && response !== null && 'statusCode' in response) {
         expect((response as { statusCode: number }).statusCode).toBe(413);
+      } else {
+        expect(response).toMatchObject({ code: expect.stringMatching(/ECONNRESET|EPIPE|UND_ERR_SOCKET/) });
       }
       expect(upstream.countKey(key)).toBe(0);
     });
@@ -358,7 +361,7 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
       const abandoned = send(sidecar.url, '/slow?ms=400', { key, body: '{}', signal: controller.signal }).catch((e: unknown) => e);
       await sleep(100);
       controller.abort();
-      expect(await abandoned).toBeInstanceOf(Error);
+      expect((await abandoned) as { name?: string }).toMatchObject({ name: 'AbortError' });
       await sleep(600);
       const retry = await send(sidecar.url, '/slow?ms=400', { key, body: '{}' });
       expect(retry.status).toBe(201);
@@ -466,13 +469,13 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
       expect(total).toBe(64 * 1024 * 1024);
     });
 
-    test('an upgrade is passed through both ways', async () => {
+    test.each(['websocket', 'h2c'])('a %s upgrade is passed through both ways', async (protocol) => {
       const net = await import('node:net');
       const { port } = new URL(sidecar.url);
       const socket = net.connect(Number(port), '127.0.0.1');
       const received: Buffer[] = [];
       socket.on('data', (chunk: Buffer) => received.push(chunk));
-      socket.write('GET /socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n');
+      socket.write(`GET /socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${protocol}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
       await sleep(200);
       socket.write('ping-through-the-tunnel');
       await sleep(200);

@@ -736,6 +736,16 @@ describe('loadConfig YAML file problems', () => {
     ]);
   });
 
+  it('refuses a file whose aliases expand without bound, instead of hanging or crashing', () => {
+    let yaml = 'a: &a [x, x, x, x, x, x, x, x, x]\n';
+    for (let i = 0, previous = 'a'; i < 8; i++, previous = `l${i - 1}`) {
+      yaml += `l${i}: &l${i} [${Array.from({ length: 9 }, () => `*${previous}`).join(', ')}]\n`;
+    }
+    expect(problemsOf({ yaml })).toEqual([
+      'config.yaml: is not usable YAML: Excessive alias count indicates a resource exhaustion attack',
+    ]);
+  });
+
   it('refuses an empty IDEMPOTENCY_CONFIG', () => {
     expect(problemsOf({ env: { ...UPSTREAM, IDEMPOTENCY_CONFIG: '' } })).toEqual([
       'IDEMPOTENCY_CONFIG: is empty; give the path of a YAML file, or unset it',
