@@ -18,6 +18,7 @@ import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './free-port';
 
 export interface StartRedisOptions {
   /**
@@ -88,18 +89,6 @@ function findRedisServer(): string | undefined {
     }
   }
   return undefined;
-}
-
-/** A port the OS reports free right now (the server binds it a moment later; startProcess retries). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, HOST);
-  await once(server, 'listening');
-  const address = server.address();
-  server.close();
-  await once(server, 'close');
-  if (address === null || typeof address === 'string') throw new Error('could not get a free port');
-  return address.port;
 }
 
 interface Running {
