@@ -14,7 +14,7 @@ import type { ClaimRequest, ClaimResult, RecordStore } from '../engine/ports';
 import type { HeaderPair, IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
 import { StoreUnavailableError } from '../errors';
 import { DEFAULT_KEY_PREFIX, Keyspace } from './keys';
-import { closeClient, type RedisClient, withDeadline } from './redis-connection';
+import { closeClient, type RedisClient, whenReady, withDeadline } from './redis-connection';
 
 export interface RedisRecordStoreOptions {
   /** Longest one operation may take before it fails with StoreUnavailableError. */
@@ -169,8 +169,17 @@ export class RedisRecordStore implements RecordStore {
     await closeClient(this.client, this.timeoutMs);
   }
 
+  /**
+   * While the connection is being (re)established, a command would fail at once (no offline
+   * queue); instead it waits for the connection within the same store timeout, so a sidecar that
+   * just started, or a Redis that blinked, costs latency rather than a 503.
+   */
   private run<T>(what: string, operation: () => Promise<T>): Promise<T> {
-    return withDeadline(what, this.timeoutMs, operation);
+    if (this.client.status === 'ready') return withDeadline(what, this.timeoutMs, operation);
+    return withDeadline(what, this.timeoutMs, async () => {
+      await whenReady(this.client, this.timeoutMs);
+      return operation();
+    });
   }
 
   private script(what: string, name: CommandName, keys: string[], args: RedisArgument[]): Promise<unknown> {

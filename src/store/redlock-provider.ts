@@ -46,6 +46,10 @@ export class RedlockLockProvider implements LockProvider {
     // One Redlock per acquisition (it is a thin object over the shared clients): it emits every
     // server's vote against as an 'error' event, and a private instance attributes them to this
     // acquisition alone. Its Lock, and so the lease's extend and release, use it too.
+    // Clients still connecting would vote against at once (no offline queue): give a quorum of
+    // them the store timeout to come up, as the record store does.
+    const deadline = Date.now() + this.timeoutMs;
+    await quorumReady(this.clients, this.timeoutMs);
     const redlock = new Redlock(this.clients, this.settings);
     const votesAgainst: Error[] = [];
     const collect = (error: unknown): void => {
@@ -60,7 +64,7 @@ export class RedlockLockProvider implements LockProvider {
       },
     );
     try {
-      const outcome = await raceDeadline(attempt, this.timeoutMs);
+      const outcome = await raceDeadline(attempt, Math.max(1, deadline - Date.now()));
       if (outcome.timedOut) {
         // Too late for this request; a lock won after the deadline would block the key for its
         // TTL with nobody to release it.
@@ -162,4 +166,23 @@ function commonDatabase(clients: readonly RedisClient[]): number {
     throw new TypeError(`the Redlock servers must all use one database (got ${[...databases].join(', ')})`);
   }
   return [...databases][0] ?? 0;
+}
+
+/** Resolves when a quorum of the clients is ready, or after `timeoutMs` (the attempt then fails by itself). */
+async function quorumReady(clients: readonly RedisClient[], timeoutMs: number): Promise<void> {
+  const quorum = Math.floor(clients.length / 2) + 1;
+  const ready = (): number => clients.filter((client) => client.status === 'ready').length;
+  if (ready() >= quorum) return;
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      for (const client of clients) client.off('ready', check);
+      resolve();
+    };
+    const check = (): void => {
+      if (ready() >= quorum) done();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    for (const client of clients) client.on('ready', check);
+  });
 }
