@@ -41,10 +41,9 @@ function createBackends(config: Config, logger: Logger): Backends {
       { setting: 'IDEMPOTENCY_REDIS_URL' },
       'no Redis configured: records are kept in this process only; run ONE replica, or set IDEMPOTENCY_REDIS_URL so replicas share records',
     );
+    // The schema refuses IDEMPOTENCY_REDLOCK_URLS without a Redis store, so locks are in process too.
     const store = new MemoryRecordStore();
-    const locks = config.redlockUrls
-      ? new RedlockLockProvider(config.redlockUrls.map((url, i) => createRedisClient(url, { ...connectionOptions, name: `lock-${i}` })), connectionOptions)
-      : new MemoryLockProvider();
+    const locks = new MemoryLockProvider();
     return { store, locks, close: async () => Promise.all([store.close(), locks.close()]).then(() => undefined) };
   }
   const client =

@@ -134,6 +134,7 @@ export async function startPaymentUpstream(options: { port?: number } = {}): Pro
     res.end('no such route');
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    executions.push({ method: req.method ?? 'GET', url: req.url ?? '/', route: req.url ?? '/', key: undefined, body: Buffer.alloc(0), headers: req.headers });
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade ?? ''}\r\nConnection: Upgrade\r\n\r\n`);
     if (head.length > 0) socket.write(head);
     socket.pipe(socket);

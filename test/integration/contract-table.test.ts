@@ -453,25 +453,30 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
         for (let i = 0; i < 50; i++) yield Buffer.alloc(10_000, 0x62);
       }
       const { request } = await import('undici');
+      const before = upstream.count('/echo/chunked');
       const response = await request(`${sidecar.url}/echo/chunked`, { method: 'PUT', body: Readable.from(chunks()) });
       const echoed = (await response.body.json()) as { body: string; headers: Record<string, string> };
       expect(response.statusCode).toBe(200);
       expect(Buffer.from(echoed.body, 'base64').length).toBe(500_000);
       expect(echoed.headers['transfer-encoding']).toBe('chunked');
+      expect(upstream.count('/echo/chunked')).toBe(before + 1);
     });
 
     test('a large download streams through', async () => {
       const { request } = await import('undici');
+      const before = upstream.count('/download');
       const response = await request(`${sidecar.url}/download?bytes=${64 * 1024 * 1024}`);
       let total = 0;
       for await (const chunk of response.body) total += (chunk as Buffer).length;
       expect(response.statusCode).toBe(200);
       expect(total).toBe(64 * 1024 * 1024);
+      expect(upstream.count('/download')).toBe(before + 1);
     });
 
     test.each(['websocket', 'h2c'])('a %s upgrade is passed through both ways', async (protocol) => {
       const net = await import('node:net');
       const { port } = new URL(sidecar.url);
+      const before = upstream.count('/socket');
       const socket = net.connect(Number(port), '127.0.0.1');
       const received: Buffer[] = [];
       socket.on('data', (chunk: Buffer) => received.push(chunk));
@@ -483,13 +488,16 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
       const text = Buffer.concat(received).toString();
       expect(text).toContain('101 Switching Protocols');
       expect(text).toContain('ping-through-the-tunnel');
+      expect(upstream.count('/socket')).toBe(before + 1);
     });
   });
 
   describe('admin listener', () => {
-    test('healthz and readyz answer 200', async () => {
+    test('healthz and readyz answer 200, without a call upstream', async () => {
+      const before = upstream.executions.length;
       expect((await send(sidecar.adminUrl, '/healthz', { method: 'GET' })).status).toBe(200);
       expect((await send(sidecar.adminUrl, '/readyz', { method: 'GET' })).status).toBe(200);
+      expect(upstream.executions.length).toBe(before);
     });
 
     test('GET /keys/{key} lists one record per tenant, never a body', async () => {
@@ -508,6 +516,7 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
       }
       expect(new Set(records.map((r) => r['tenant'])).size).toBe(2);
       expect((await send(sidecar.adminUrl, `/keys/none-${key}`, { method: 'GET', headers: auth })).json()).toEqual([]);
+      expect(upstream.countKey(key)).toBe(2);
     });
 
     test('the keys API needs the bearer token, and DELETE needs a tenant', async () => {
@@ -518,6 +527,9 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
       const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
       expect((await send(sidecar.adminUrl, `/keys/${key}`, { method: 'DELETE', headers: auth })).status).toBe(400);
       expect((await send(sidecar.adminUrl, `/keys/${key}?tenant=0000000000000000`, { method: 'DELETE', headers: auth })).status).toBe(404);
+      // The record survived the refused calls: the retry is a replay.
+      expect((await send(sidecar.url, '/payments', { key, body: '{}' })).header('idempotent-replayed')).toBe('true');
+      expect(upstream.countKey(key)).toBe(1);
     });
   });
 });
