@@ -1,0 +1,206 @@
+/**
+ * The engine's decisions where an end-to-end test cannot steer the timing: lease renewal past
+ * the lock TTL, a crashed owner's expired lease, fenced completions and store failures after the
+ * upstream answered. Real in-process store and locks; only the upstream is scripted.
+ */
+import { channels } from '../../src/engine/events';
+import { IdempotencyEngine, type EngineSettings, type GuardedRequest } from '../../src/engine/idempotency-engine';
+import type { LockProvider, RecordStore, Upstream, UpstreamRequest, UpstreamResult } from '../../src/engine/ports';
+import type { RecordScope, StoredResponse } from '../../src/engine/record';
+import { StoreUnavailableError } from '../../src/errors';
+import { lockResource } from '../../src/store/keys';
+import { MemoryLockProvider } from '../../src/store/memory-lock';
+import { MemoryRecordStore } from '../../src/store/memory-store';
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** An upstream whose answer and delay each test scripts, counting its calls. */
+class ScriptedUpstream implements Upstream {
+  calls = 0;
+  constructor(private readonly answer: () => Promise<UpstreamResult>) {}
+  async send(_request: UpstreamRequest): Promise<UpstreamResult> {
+    this.calls++;
+    return this.answer();
+  }
+}
+
+function created(body = '{"id":"pay_1"}'): StoredResponse {
+  return { status: 201, headers: [['content-type', 'application/json']], body: Buffer.from(body) };
+}
+
+function respondAfter(ms: number, response: StoredResponse = created()): () => Promise<UpstreamResult> {
+  return async () => {
+    await sleep(ms);
+    return { kind: 'response', response, durationMs: ms };
+  };
+}
+
+const SETTINGS: EngineSettings = {
+  lockTtlMs: 150,
+  waitTimeoutMs: 1_000,
+  onUnknown: 'hold',
+  storeUnavailable: 'reject',
+  releaseStatuses: new Set([503]),
+};
+
+let counter = 0;
+function request(concurrent: 'reject' | 'wait' = 'reject'): GuardedRequest {
+  counter++;
+  return {
+    scope: { tenant: 't1', key: `key-${counter}` },
+    fingerprint: 'fp',
+    upstream: { method: 'POST', path: '/payments', headers: [], body: Buffer.from('{}') },
+    ttlMs: 60_000,
+    concurrent,
+  };
+}
+
+function same(original: GuardedRequest, concurrent: 'reject' | 'wait' = original.concurrent): GuardedRequest {
+  return { ...original, concurrent };
+}
+
+describe('IdempotencyEngine', () => {
+  let store: MemoryRecordStore;
+  let locks: MemoryLockProvider;
+
+  beforeEach(() => {
+    store = new MemoryRecordStore();
+    locks = new MemoryLockProvider();
+  });
+  afterEach(async () => {
+    await store.close();
+    await locks.close();
+  });
+
+  function engine(upstream: Upstream, settings: Partial<EngineSettings> = {}, recordStore: RecordStore = store): IdempotencyEngine {
+    return new IdempotencyEngine({ store: recordStore, locks, upstream, lockResource }, { ...SETTINGS, ...settings });
+  }
+
+  test('an upstream slower than the lock TTL keeps its key: lock and lease are renewed', async () => {
+    const upstream = new ScriptedUpstream(respondAfter(600));
+    const subject = engine(upstream);
+    const first = request();
+    const running = subject.handle(first);
+    await sleep(400); // well past the 150 ms lease
+    const duplicate = await subject.handle(same(first));
+    expect(duplicate).toMatchObject({ kind: 'problem', outcome: 'conflict' });
+    expect(await running).toMatchObject({ kind: 'executed', stored: true });
+    expect(await subject.handle(same(first))).toMatchObject({ kind: 'replayed' });
+    expect(upstream.calls).toBe(1);
+  });
+
+  test('wait mode: a duplicate waits and gets the replay', async () => {
+    const upstream = new ScriptedUpstream(respondAfter(200));
+    const subject = engine(upstream);
+    const first = request('wait');
+    const running = subject.handle(first);
+    await sleep(50);
+    const waited = await subject.handle(same(first));
+    expect(waited).toMatchObject({ kind: 'replayed', response: { status: 201 } });
+    await running;
+    expect(upstream.calls).toBe(1);
+  });
+
+  test('a crashed owner (lease never renewed) leaves an unknown outcome under hold', async () => {
+    const upstream = new ScriptedUpstream(respondAfter(0));
+    const subject = engine(upstream);
+    const crashed = request();
+    // What a replica that died right after claiming leaves behind: a record, no lock, no renewals.
+    await store.claim(crashed.scope, { fingerprint: 'fp', token: 'dead-replica', leaseMs: 100, ttlMs: 60_000, onExpiredLease: 'hold' });
+    expect(await subject.handle(same(crashed))).toMatchObject({ kind: 'problem', outcome: 'conflict' });
+    await sleep(150);
+    const after = await subject.handle(same(crashed));
+    expect(after).toMatchObject({ kind: 'problem', outcome: 'unknown', error: { code: 'outcome-unknown', status: 409 } });
+    expect(upstream.calls).toBe(0);
+  });
+
+  test('a crashed owner\'s key is run again under release', async () => {
+    const upstream = new ScriptedUpstream(respondAfter(0));
+    const subject = engine(upstream, { onUnknown: 'release' });
+    const crashed = request();
+    await store.claim(crashed.scope, { fingerprint: 'fp', token: 'dead-replica', leaseMs: 100, ttlMs: 60_000, onExpiredLease: 'release' });
+    await sleep(150);
+    expect(await subject.handle(same(crashed))).toMatchObject({ kind: 'executed', stored: true });
+    expect(upstream.calls).toBe(1);
+  });
+
+  test('a completion by an owner that lost the key is fenced off and reported', async () => {
+    const fenced: unknown[] = [];
+    const onFenced = (event: unknown): void => void fenced.push(event);
+    channels.fencedCompletion.subscribe(onFenced);
+    try {
+      // The record store refuses this replica's renewals...
+      const stalled: RecordStore = Object.assign(Object.create(store) as RecordStore, {
+        renew: async () => false,
+      });
+      // ...and so does the lock: nothing is renewed, as if this replica were paused past its lease.
+      const stalledLocks: LockProvider = {
+        acquire: async (resource, ttlMs) => {
+          const lease = await locks.acquire(resource, ttlMs);
+          return lease && { token: lease.token, extend: async () => false, release: () => lease.release() };
+        },
+        close: async () => undefined,
+      };
+      const upstream = new ScriptedUpstream(respondAfter(300, created('{"id":"late"}')));
+      const subject = new IdempotencyEngine({ store: stalled, locks: stalledLocks, upstream, lockResource }, { ...SETTINGS, onUnknown: 'release' });
+      const first = request();
+      const running = subject.handle(first);
+      await sleep(200);
+      // The lease ran out; under release another request takes the key over and completes.
+      const takeover = engine(new ScriptedUpstream(respondAfter(0, created('{"id":"takeover"}'))), { onUnknown: 'release' });
+      expect(await takeover.handle(same(first))).toMatchObject({ kind: 'executed', stored: true });
+      expect(await running).toMatchObject({ kind: 'executed', stored: false });
+      const replay = await takeover.handle(same(first));
+      expect(replay.kind === 'replayed' && replay.response.body.toString()).toBe('{"id":"takeover"}');
+      expect(fenced).toEqual([{ scope: first.scope, status: 201 }]);
+    } finally {
+      channels.fencedCompletion.unsubscribe(onFenced);
+    }
+  });
+
+  test('a store failure after the upstream answered still gives the client its response', async () => {
+    const failing: RecordStore = Object.assign(Object.create(store) as RecordStore, {
+      complete: async () => {
+        throw new StoreUnavailableError('store went away');
+      },
+    });
+    const errors: unknown[] = [];
+    const onError = (event: unknown): void => void errors.push(event);
+    channels.storeError.subscribe(onError);
+    try {
+      const upstream = new ScriptedUpstream(respondAfter(0));
+      const result = await engine(upstream, {}, failing).handle(request());
+      expect(result).toMatchObject({ kind: 'executed', stored: false, response: { status: 201 } });
+      expect(errors).toEqual([expect.objectContaining({ operation: 'complete' })]);
+      expect(upstream.calls).toBe(1);
+    } finally {
+      channels.storeError.unsubscribe(onError);
+    }
+  });
+
+  test('store down before the claim: 503 under reject, unguarded under passthrough, never forwarded by the engine', async () => {
+    const down: RecordStore = Object.assign(Object.create(store) as RecordStore, {
+      read: async (_scope: RecordScope) => {
+        throw new StoreUnavailableError('down');
+      },
+    });
+    const upstream = new ScriptedUpstream(respondAfter(0));
+    expect(await engine(upstream, {}, down).handle(request())).toMatchObject({
+      kind: 'problem',
+      outcome: 'unavailable',
+      error: { code: 'store-unavailable', status: 503, retryAfterSeconds: 1 },
+    });
+    expect(await engine(upstream, { storeUnavailable: 'passthrough' }, down).handle(request())).toEqual({ kind: 'unguarded', outcome: 'unavailable' });
+    expect(upstream.calls).toBe(0);
+  });
+
+  test('a status in the release set is passed on and the key released', async () => {
+    const upstream = new ScriptedUpstream(respondAfter(0, { status: 503, headers: [], body: Buffer.alloc(0) }));
+    const subject = engine(upstream);
+    const first = request();
+    expect(await subject.handle(first)).toMatchObject({ kind: 'executed', stored: false, response: { status: 503 } });
+    expect(await store.read(first.scope)).toBeNull();
+    await subject.handle(same(first));
+    expect(upstream.calls).toBe(2);
+  });
+});
