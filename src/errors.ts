@@ -13,6 +13,7 @@ export type ProblemCode =
   | 'key-reused'
   | 'request-in-flight'
   | 'outcome-unknown'
+  | 'lease-lost'
   | 'store-unavailable'
   | 'upstream-unreachable'
   | 'upstream-timeout'
@@ -32,6 +33,7 @@ const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
   'key-reused': { status: 422, title: 'Idempotency key reused for a different request' },
   'request-in-flight': { status: 409, title: 'A request with this idempotency key is in flight' },
   'outcome-unknown': { status: 409, title: 'Outcome of the original request is unknown' },
+  'lease-lost': { status: 409, title: 'This request lost its idempotency key while the upstream worked' },
   'store-unavailable': { status: 503, title: 'Idempotency record store unavailable' },
   'upstream-unreachable': { status: 502, title: 'Upstream unreachable' },
   'upstream-timeout': { status: 504, title: 'Upstream timed out' },

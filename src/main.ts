@@ -11,6 +11,7 @@ import type { Config } from './config/settings';
 import { IdempotencyEngine } from './engine/idempotency-engine';
 import type { LockProvider, RecordStore } from './engine/ports';
 import { type Logger, logEvents } from './observability/logger';
+import { SidecarMetrics } from './observability/metrics';
 import { PassThrough } from './proxy/passthrough';
 import { createProxyServer } from './proxy/proxy-server';
 import { UpstreamClient } from './proxy/upstream-client';
@@ -86,12 +87,14 @@ function urlOf(address: AddressInfo): string {
 }
 
 export async function startSidecar(config: Config, logger: Logger): Promise<RunningSidecar> {
-  const unsubscribe = logEvents(logger);
+  const metrics = new SidecarMetrics();
+  const unsubscribe = [logEvents(logger), metrics.listen()];
   const backends = createBackends(config, logger);
+  const store = metrics.timeStore(backends.store);
   const upstream = new UpstreamClient({ origin: config.upstream, timeoutMs: config.upstreamTimeoutMs });
   const passThrough = new PassThrough(config.upstream, config.upstreamTimeoutMs);
   const engine = new IdempotencyEngine(
-    { store: backends.store, locks: backends.locks, upstream, lockResource },
+    { store, locks: backends.locks, upstream: metrics.timeUpstream(upstream), lockResource },
     {
       lockTtlMs: config.lockTtlMs,
       waitTimeoutMs: config.waitTimeoutMs,
@@ -107,7 +110,21 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     maxBody: config.maxBody,
     tenantHeaders: config.tenantHeaders,
   });
-  const admin = createAdminServer({ store: backends.store, ...(config.adminToken ? { adminToken: config.adminToken } : {}) });
+  const admin = createAdminServer({
+    store,
+    ...(config.adminToken ? { adminToken: config.adminToken } : {}),
+    extraRoutes: new Map([
+      [
+        '/metrics',
+        (_req: http.IncomingMessage, res: http.ServerResponse): void => {
+          void metrics.render().then(({ contentType, body }) => {
+            res.writeHead(200, { 'content-type': contentType });
+            res.end(body);
+          });
+        },
+      ],
+    ]),
+  });
 
   const proxyAddress = await listen(proxy.server, config.port, config.host, 'IDEMPOTENCY_PORT');
   const adminAddress = await listen(admin, config.adminPort, config.host, 'IDEMPOTENCY_ADMIN_PORT');
@@ -135,7 +152,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
       passThrough.close();
       await upstream.close();
       await backends.close();
-      unsubscribe();
+      for (const stop of unsubscribe) stop();
       logger.info('stopped');
     })();
     return closing;

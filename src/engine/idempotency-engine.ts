@@ -41,7 +41,16 @@ export interface GuardedRequest {
 }
 
 /** The outcomes of the contract's metrics (section 6), less `passthrough` and `invalid`, which the HTTP layer decides. */
-export type GuardOutcome = 'executed' | 'replayed' | 'conflict' | 'mismatch' | 'unavailable' | 'upstream_error' | 'unknown';
+export type GuardOutcome =
+  | 'executed'
+  | 'replayed'
+  | 'conflict'
+  | 'mismatch'
+  | 'unavailable'
+  | 'upstream_error'
+  | 'unknown'
+  /** The upstream executed, but another owner holds the key now: its record wins (see forward()). */
+  | 'lease_lost';
 
 export type EngineResult =
   /** The upstream answered; `stored` is false when the status is in the release set or the store refused. */
@@ -57,6 +66,9 @@ const WAIT_POLL_MAX_MS = 200;
 /** A duplicate should come back about when a typical payment call has finished. */
 const IN_FLIGHT_RETRY_AFTER_SECONDS = 1;
 const STORE_RETRY_AFTER_SECONDS = 1;
+/** Backoff between retries of a store write after the upstream answered. */
+const SETTLE_RETRY_FIRST_MS = 50;
+const SETTLE_RETRY_MAX_MS = 1_000;
 
 export class IdempotencyEngine {
   constructor(
@@ -137,10 +149,11 @@ export class IdempotencyEngine {
 
   /** We own the key: call the upstream once and settle the record. */
   private async forward(request: GuardedRequest, lease: Lease): Promise<EngineResult> {
+    // Renewal runs until the record is settled, not just until the upstream answers: a store
+    // that blinks while we write the response must not let the lease lapse under our retries.
     const renewal = this.keepAlive(request.scope, lease);
     try {
       const result = await this.deps.upstream.send(request.upstream);
-      renewal.stop();
       switch (result.kind) {
         case 'response': {
           const { response } = result;
@@ -151,7 +164,21 @@ export class IdempotencyEngine {
           const stored = await this.settle(request.scope, 'complete', () =>
             this.deps.store.complete(request.scope, lease.token, response, request.ttlMs),
           );
-          if (stored === false) publish(channels.fencedCompletion, { scope: request.scope, status: response.status });
+          if (stored === false) {
+            // Fenced off: our lease ran out during the call (a pause, a partition) and the key
+            // now belongs to another request (possible only under onUnknown=release, or after an
+            // operator's delete). Its record is what every retry will see, so handing this
+            // client a different response would make the two disagree: send it to the record.
+            publish(channels.fencedCompletion, { scope: request.scope, status: response.status });
+            return problem(
+              'lease_lost',
+              new SidecarError('lease-lost', {
+                detail:
+                  'The upstream answered after this request had lost its idempotency key to another request; that request\'s outcome is the one recorded. Retry to get it.',
+                retryAfterSeconds: IN_FLIGHT_RETRY_AFTER_SECONDS,
+              }),
+            );
+          }
           return { kind: 'executed', outcome: 'executed', response, stored: stored === true };
         }
         case 'refused':
@@ -205,16 +232,24 @@ export class IdempotencyEngine {
   }
 
   /**
-   * A store write after the upstream has answered. Its failure must not cost the client the
-   * response it is owed, so it is reported and swallowed: the record stays in flight until its
-   * lease ends, then counts as unknown.
+   * A store write after the upstream has answered. The writes are idempotent for their owner, so
+   * a store that is briefly unreachable is retried with backoff for up to one lock TTL (the lease
+   * is being renewed meanwhile): a response that reaches the client should be in the record too.
+   * If the store stays down, the client still gets its response; the record stays in flight
+   * until its lease ends, then counts as unknown.
    */
   private async settle(scope: RecordScope, operation: string, write: () => Promise<boolean>): Promise<boolean | undefined> {
-    try {
-      return await write();
-    } catch (error) {
-      publish(channels.storeError, { scope, operation, error });
-      return undefined;
+    const giveUpAt = Date.now() + this.settings.lockTtlMs;
+    let backoffMs = SETTLE_RETRY_FIRST_MS;
+    for (;;) {
+      try {
+        return await write();
+      } catch (error) {
+        publish(channels.storeError, { scope, operation, error });
+        if (!(error instanceof StoreUnavailableError) || Date.now() + backoffMs >= giveUpAt) return undefined;
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, SETTLE_RETRY_MAX_MS);
+      }
     }
   }
 

@@ -41,6 +41,8 @@ export interface RecordStore {
   /**
    * in_flight (or unknown) with this token -> completed with the response, kept for `ttlMs`
    * from now. Completing an `unknown` record that still carries our token resolves it.
+   * Idempotent: completing again with the same token keeps the first response and returns true,
+   * so a completion whose reply was lost (a timeout after the store applied it) can be retried.
    */
   complete(scope: RecordScope, token: string, response: StoredResponse, ttlMs: number): Promise<boolean>;
   /** in_flight with this token -> unknown; keeps the record's expiry. */

@@ -73,7 +73,8 @@ export class MemoryRecordStore implements RecordStore {
     this.checkOpen();
     const entry = this.live(scope);
     if (entry === undefined || entry.token !== token) return false;
-    if (entry.state !== 'in_flight' && entry.state !== 'unknown') return false;
+    // Completing twice with the same token keeps the first response: retries are idempotent.
+    if (entry.state === 'completed') return true;
     entry.state = 'completed';
     entry.expiresAt = this.now() + ttlMs;
     entry.response = copyResponse(response);

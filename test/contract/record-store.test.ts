@@ -117,11 +117,12 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
       expect(again).toMatchObject({ claimed: false, record: { state: 'completed', response: { status: 201 } } });
     });
 
-    test('a completed record cannot be completed again, even by its owner', async () => {
+    test('completing again with the owner token is idempotent: true, and the first response stays', async () => {
       const scope = newScope();
       await store().claim(scope, claimRequest('owner'));
       await store().complete(scope, 'owner', response({ status: 200 }), LONG_TTL);
-      await expect(store().complete(scope, 'owner', response({ status: 500 }), LONG_TTL)).resolves.toBe(false);
+      await expect(store().complete(scope, 'owner', response({ status: 500 }), LONG_TTL)).resolves.toBe(true);
+      await expect(store().complete(scope, 'intruder', response({ status: 500 }), LONG_TTL)).resolves.toBe(false);
       expect((await store().read(scope))?.response?.status).toBe(200);
     });
 

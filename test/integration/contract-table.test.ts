@@ -500,6 +500,25 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
       expect(upstream.executions.length).toBe(before);
     });
 
+    test('GET /metrics has the contract\'s counters and histograms, and counts what happened', async () => {
+      const key = freshKey();
+      await send(sidecar.url, '/payments', { key, body: '{}' });
+      await send(sidecar.url, '/payments', { key, body: '{}' });
+      const reply = await send(sidecar.adminUrl, '/metrics', { method: 'GET' });
+      expect(reply.status).toBe(200);
+      expect(reply.header('content-type')).toMatch(/^text\/plain/);
+      const text = reply.body.toString();
+      for (const outcome of ['passthrough', 'executed', 'replayed', 'conflict', 'mismatch', 'invalid', 'unavailable', 'upstream_error', 'unknown']) {
+        expect(text).toMatch(new RegExp(`^idempotency_requests_total\\{outcome="${outcome}"\\} \\d+$`, 'm'));
+      }
+      const count = (outcome: string): number => Number(new RegExp(`^idempotency_requests_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+      expect(count('executed')).toBeGreaterThanOrEqual(1);
+      expect(count('replayed')).toBeGreaterThanOrEqual(1);
+      expect(text).toMatch(/^idempotency_upstream_duration_seconds_bucket\{/m);
+      expect(text).toMatch(/^idempotency_store_duration_seconds_bucket\{/m);
+      expect(upstream.countKey(key)).toBe(1);
+    });
+
     test('GET /keys/{key} lists one record per tenant, never a body', async () => {
       const key = freshKey();
       await send(sidecar.url, '/payments', { key, body: '{"amount":1}', headers: { authorization: 'Bearer alice' } });

@@ -149,7 +149,8 @@ describe('IdempotencyEngine', () => {
       // The lease ran out; under release another request takes the key over and completes.
       const takeover = engine(new ScriptedUpstream(respondAfter(0, created('{"id":"takeover"}'))), { onUnknown: 'release' });
       expect(await takeover.handle(same(first))).toMatchObject({ kind: 'executed', stored: true });
-      expect(await running).toMatchObject({ kind: 'executed', stored: false });
+      // The late owner's client is sent to the record rather than given a response no retry would see.
+      expect(await running).toMatchObject({ kind: 'problem', outcome: 'lease_lost', error: { code: 'lease-lost', status: 409 } });
       const replay = await takeover.handle(same(first));
       expect(replay.kind === 'replayed' && replay.response.body.toString()).toBe('{"id":"takeover"}');
       expect(fenced).toEqual([{ scope: first.scope, status: 201 }]);
@@ -158,7 +159,23 @@ describe('IdempotencyEngine', () => {
     }
   });
 
-  test('a store failure after the upstream answered still gives the client its response', async () => {
+  test('a store that blinks while the response is written: the write is retried and the response stored', async () => {
+    let failures = 2;
+    const blinking: RecordStore = Object.assign(Object.create(store) as RecordStore, {
+      complete: async (...args: Parameters<RecordStore['complete']>) => {
+        if (failures-- > 0) throw new StoreUnavailableError('store blinked');
+        return store.complete(...args);
+      },
+    });
+    const upstream = new ScriptedUpstream(respondAfter(0));
+    const subject = engine(upstream, { lockTtlMs: 2_000 }, blinking);
+    const first = request();
+    expect(await subject.handle(first)).toMatchObject({ kind: 'executed', stored: true });
+    expect(await subject.handle(same(first))).toMatchObject({ kind: 'replayed' });
+    expect(upstream.calls).toBe(1);
+  });
+
+  test('a store down for good after the upstream answered still gives the client its response', async () => {
     const failing: RecordStore = Object.assign(Object.create(store) as RecordStore, {
       complete: async () => {
         throw new StoreUnavailableError('store went away');
@@ -171,7 +188,9 @@ describe('IdempotencyEngine', () => {
       const upstream = new ScriptedUpstream(respondAfter(0));
       const result = await engine(upstream, {}, failing).handle(request());
       expect(result).toMatchObject({ kind: 'executed', stored: false, response: { status: 201 } });
-      expect(errors).toEqual([expect.objectContaining({ operation: 'complete' })]);
+      // Retried with backoff within one lock TTL (150 ms here), then given up.
+      expect(errors.length).toBeGreaterThanOrEqual(2);
+      expect(errors).toEqual(errors.map(() => expect.objectContaining({ operation: 'complete' })));
       expect(upstream.calls).toBe(1);
     } finally {
       channels.storeError.unsubscribe(onError);

@@ -11,8 +11,9 @@
   ARGV[5]  body     the response's body, raw bytes
   ARGV[6]  tenant   the record's member in the index
 
-  Returns  1 when completed, 0 when the record is gone, already completed, or owned by another
-           token (a replica whose lease ran out must not overwrite the new owner's record).
+  Returns  1 when completed (or already completed by this token: the call is idempotent), 0 when
+           the record is gone or owned by another token (a replica whose lease ran out must not
+           overwrite the new owner's record).
   Completing an `unknown` record that still carries our token resolves it.
 ]]
 local record, index = KEYS[1], KEYS[2]
@@ -21,7 +22,15 @@ local tenant = ARGV[6]
 
 local fields = redis.call('HMGET', record, 'state', 'token')
 local state = fields[1]
-if (state ~= 'in_flight' and state ~= 'unknown') or fields[2] ~= token then
+if fields[2] ~= token then
+  return 0
+end
+if state == 'completed' then
+  -- Already stored by this owner: a retry of a completion whose reply was lost (a timeout after
+  -- Redis applied it). Keep the first response and report success, so the retry is idempotent.
+  return 1
+end
+if state ~= 'in_flight' and state ~= 'unknown' then
   return 0
 end
 

@@ -1,0 +1,143 @@
+/**
+ * Prometheus metrics (prom-client) on the admin listener. Counters follow the engine's and the
+ * proxy's diagnostics channels; the store and the upstream are timed by thin wrappers around
+ * their ports, so neither the engine nor the stores know metrics exist.
+ */
+import diagnosticsChannel from 'node:diagnostics_channel';
+import client from 'prom-client';
+import { channels, type LeaseLostEvent, type StoreErrorEvent, type UnknownOutcomeEvent } from '../engine/events';
+import type { RecordStore, Upstream, UpstreamResult } from '../engine/ports';
+import { requestChannel, type RequestEvent, type RequestOutcome } from '../proxy/events';
+
+/** Every outcome the contract names, so each series exists (at 0) from the first scrape. */
+export const OUTCOMES: readonly RequestOutcome[] = [
+  'passthrough',
+  'executed',
+  'replayed',
+  'conflict',
+  'mismatch',
+  'invalid',
+  'unavailable',
+  'upstream_error',
+  'unknown',
+  'lease_lost',
+];
+
+/** Latency buckets in seconds: from a sub-millisecond replay to a 30 s upstream timeout. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export class SidecarMetrics {
+  readonly registry = new client.Registry();
+  readonly requests = new client.Counter({
+    name: 'idempotency_requests_total',
+    help: 'Requests handled by the proxy, by outcome.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new client.Histogram({
+    name: 'idempotency_upstream_duration_seconds',
+    help: 'Duration of guarded calls to the upstream, by result (response, refused, timeout, reset).',
+    labelNames: ['result'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly storeDuration = new client.Histogram({
+    name: 'idempotency_store_duration_seconds',
+    help: 'Duration of record store operations, by operation and result (ok, error).',
+    labelNames: ['operation', 'result'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly leaseRenewalsLost = new client.Counter({
+    name: 'idempotency_lock_renewals_lost_total',
+    help: 'Lease renewals that failed while an upstream call was running (what: lock or record).',
+    labelNames: ['what'] as const,
+    registers: [this.registry],
+  });
+  readonly storeErrors = new client.Counter({
+    name: 'idempotency_store_errors_total',
+    help: 'Record store failures seen by the engine, by operation.',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+  readonly unknownOutcomes = new client.Counter({
+    name: 'idempotency_unknown_outcomes_total',
+    help: 'Requests sent upstream whose outcome is unknown (timeout or reset), by reason and action (hold, release).',
+    labelNames: ['reason', 'action'] as const,
+    registers: [this.registry],
+  });
+  readonly fencedCompletions = new client.Counter({
+    name: 'idempotency_fenced_completions_total',
+    help: 'Responses not stored because another request owned the key by then.',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry });
+    for (const outcome of OUTCOMES) this.requests.inc({ outcome }, 0);
+  }
+
+  /** Subscribes to the diagnostics channels; returns the unsubscribe. */
+  listen(): () => void {
+    const subscriptions: [diagnosticsChannel.Channel, (message: unknown) => void][] = [
+      [requestChannel, (m) => this.requests.inc({ outcome: (m as RequestEvent).outcome })],
+      [channels.leaseLost, (m) => this.leaseRenewalsLost.inc({ what: (m as LeaseLostEvent).what })],
+      [channels.storeError, (m) => this.storeErrors.inc({ operation: (m as StoreErrorEvent).operation })],
+      [
+        channels.unknownOutcome,
+        (m) => this.unknownOutcomes.inc({ reason: (m as UnknownOutcomeEvent).reason, action: (m as UnknownOutcomeEvent).action }),
+      ],
+      [channels.fencedCompletion, () => this.fencedCompletions.inc()],
+    ];
+    for (const [channel, handler] of subscriptions) channel.subscribe(handler);
+    return () => {
+      for (const [channel, handler] of subscriptions) channel.unsubscribe(handler);
+    };
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  /** The upstream port, timed. */
+  timeUpstream(upstream: Upstream): Upstream {
+    const histogram = this.upstreamDuration;
+    return {
+      async send(request): Promise<UpstreamResult> {
+        const stop = histogram.startTimer();
+        const result = await upstream.send(request);
+        stop({ result: result.kind });
+        return result;
+      },
+    };
+  }
+
+  /** The record store port, every operation timed. */
+  timeStore(store: RecordStore): RecordStore {
+    const histogram = this.storeDuration;
+    const timed = <A extends unknown[], R>(operation: string, call: (...args: A) => Promise<R>) =>
+      async (...args: A): Promise<R> => {
+        const stop = histogram.startTimer({ operation });
+        try {
+          const value = await call(...args);
+          stop({ result: 'ok' });
+          return value;
+        } catch (error) {
+          stop({ result: 'error' });
+          throw error;
+        }
+      };
+    return {
+      read: timed('read', (scope) => store.read(scope)),
+      claim: timed('claim', (scope, request) => store.claim(scope, request)),
+      renew: timed('renew', (scope, token, leaseMs) => store.renew(scope, token, leaseMs)),
+      complete: timed('complete', (scope, token, response, ttlMs) => store.complete(scope, token, response, ttlMs)),
+      markUnknown: timed('mark_unknown', (scope, token) => store.markUnknown(scope, token)),
+      release: timed('release', (scope, token) => store.release(scope, token)),
+      listByKey: timed('list', (key) => store.listByKey(key)),
+      remove: timed('remove', (scope) => store.remove(scope)),
+      ping: timed('ping', () => store.ping()),
+      close: () => store.close(),
+    };
+  }
+}
