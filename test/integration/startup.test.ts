@@ -8,6 +8,8 @@ import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-u
 import { runSidecarCommand, startSidecar } from '../helpers/sidecar-process';
 import { freshKey, send, sleep } from '../helpers/client';
 import { freePort } from '../helpers/free-port';
+import { startRedis } from '../helpers/redis-server';
+import { Redis } from 'ioredis';
 
 const CONTRACT_VARIABLES = [
   'IDEMPOTENCY_UPSTREAM', 'IDEMPOTENCY_PORT', 'IDEMPOTENCY_HOST', 'IDEMPOTENCY_ADMIN_PORT', 'IDEMPOTENCY_REDIS_URL',
@@ -119,5 +121,37 @@ describe('a running sidecar', () => {
     expect(reply.status).toBe(201);
     expect(await exited).toBe(0);
     expect(upstream.countKey(key)).toBe(1);
+  });
+
+  test('SIGTERM on Redis: the in-flight response is stored, its lock released, and the retry replays', async () => {
+    const redis = await startRedis();
+    const env = { IDEMPOTENCY_REDIS_URL: redis.url, IDEMPOTENCY_SHUTDOWN_GRACE: '5s', IDEMPOTENCY_LOCK_TTL: '30s' };
+    const sidecar = await startSidecar({ upstream: upstream.url, env });
+    const key = freshKey();
+    try {
+      const inFlight = send(sidecar.url, '/slow?ms=500', { key, body: '{}' });
+      await sleep(150);
+      const exited = sidecar.stop();
+      expect((await inFlight).status).toBe(201);
+      expect(await exited).toBe(0);
+      const client = new Redis(redis.url);
+      try {
+        const names = await client.keys('*');
+        // The record stays; the 30 s lock was released rather than left to expire.
+        expect(names.filter((n) => n.includes(':r:'))).toHaveLength(1);
+        expect(names.filter((n) => n.includes(':l:'))).toHaveLength(0);
+      } finally {
+        client.disconnect();
+      }
+      const next = await startSidecar({ upstream: upstream.url, env });
+      try {
+        expect((await send(next.url, '/slow?ms=500', { key, body: '{}' })).header('idempotent-replayed')).toBe('true');
+      } finally {
+        expect(await next.stop()).toBe(0);
+      }
+      expect(upstream.countKey(key)).toBe(1);
+    } finally {
+      await redis.stop();
+    }
   });
 });

@@ -1,0 +1,96 @@
+/**
+ * Locks on a Redlock quorum of independent Redis masters (IDEMPOTENCY_REDLOCK_URLS), separate
+ * from the record store: the quorum holds with a minority down, and fails closed (503, nothing
+ * forwarded) without a majority; it recovers when the masters come back.
+ */
+import { Redis } from 'ioredis';
+import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-upstream';
+import { startRedis, type RedisHandle } from '../helpers/redis-server';
+import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
+import { freshKey, send, sleep } from '../helpers/client';
+
+const PROBLEM = 'urn:idempotency-sidecar:problem:';
+
+describe.each([1, 3, 5])('a quorum of %i lock master(s)', (size) => {
+  let upstream: PaymentUpstream;
+  let store: RedisHandle;
+  let masters: RedisHandle[];
+  let sidecar: SidecarProcess;
+  const minority = Math.floor((size - 1) / 2);
+
+  beforeAll(async () => {
+    upstream = await startPaymentUpstream();
+    store = await startRedis();
+    masters = await Promise.all(Array.from({ length: size }, () => startRedis()));
+    sidecar = await startSidecar({
+      upstream: upstream.url,
+      env: {
+        IDEMPOTENCY_REDIS_URL: store.url,
+        IDEMPOTENCY_REDLOCK_URLS: masters.map((m) => m.url).join(','),
+        IDEMPOTENCY_STORE_TIMEOUT: '300ms',
+      },
+    });
+  });
+  afterAll(async () => {
+    expect(await sidecar?.stop()).toBe(0);
+    await upstream?.stop();
+    await Promise.all([store, ...(masters ?? [])].map((r) => r?.stop()));
+  });
+
+  test('the lock lives on the masters, not on the record store, while the upstream works', async () => {
+    const key = freshKey();
+    const running = send(sidecar.url, '/slow?ms=400', { key, body: '{}' });
+    await sleep(150);
+    const lockKeys = async (url: string): Promise<string[]> => {
+      const client = new Redis(url, { lazyConnect: true });
+      await client.connect();
+      try {
+        return (await client.keys('*')).filter((name) => name.includes(':l:'));
+      } finally {
+        client.disconnect();
+      }
+    };
+    for (const master of masters) expect(await lockKeys(master.url)).toHaveLength(1);
+    expect(await lockKeys(store.url)).toHaveLength(0);
+    expect((await running).status).toBe(201);
+    expect(upstream.countKey(key)).toBe(1);
+  });
+
+  test(`with ${minority} master(s) down the quorum holds: execute once, replay, 409 in flight`, async () => {
+    for (const master of masters.slice(0, minority)) await master.stop();
+    try {
+      const key = freshKey();
+      const first = send(sidecar.url, '/slow?ms=300', { key, body: '{}' });
+      await sleep(100);
+      const duplicate = await send(sidecar.url, '/slow?ms=300', { key, body: '{}' });
+      expect(duplicate.status).toBe(409);
+      expect((await first).status).toBe(201);
+      expect((await send(sidecar.url, '/slow?ms=300', { key, body: '{}' })).header('idempotent-replayed')).toBe('true');
+      expect(upstream.countKey(key)).toBe(1);
+    } finally {
+      for (const master of masters.slice(0, minority)) await master.restart();
+    }
+  });
+
+  test('without a majority the locks fail closed: 503, nothing forwarded; they recover when masters return', async () => {
+    const down = masters.slice(0, minority + 1);
+    for (const master of down) await master.stop();
+    const key = freshKey();
+    try {
+      const reply = await send(sidecar.url, '/payments', { key, body: '{}' });
+      expect(reply.status).toBe(503);
+      expect(reply.json()).toMatchObject({ type: `${PROBLEM}store-unavailable` });
+      expect(reply.header('retry-after')).toMatch(/^[1-9][0-9]*$/);
+      expect(upstream.countKey(key)).toBe(0);
+    } finally {
+      for (const master of down) await master.restart();
+    }
+    let after = await send(sidecar.url, '/payments', { key, body: '{}' });
+    for (let i = 0; i < 50 && after.status === 503; i++) {
+      await sleep(100);
+      after = await send(sidecar.url, '/payments', { key, body: '{}' });
+    }
+    expect(after.status).toBe(201);
+    expect(upstream.countKey(key)).toBe(1);
+  });
+});
