@@ -53,6 +53,7 @@ function sleep(ms: number): Promise<void> {
  * - /payments[...]       201 with a JSON payment, two Set-Cookie headers and X-Payment-Id
  * - /slow?ms=N           like /payments, after N ms
  * - /status/NNN          answers status NNN with a small JSON body
+ * - /hop                 201 whose Connection header names x-hop, a hop-by-hop header
  * - /hang                executes, then never answers
  * - /reset               executes, then destroys the socket without answering
  * - /binary              answers the 256 byte values as application/octet-stream
@@ -98,6 +99,11 @@ export async function startPaymentUpstream(options: { port?: number } = {}): Pro
       const payload = JSON.stringify({ status, attempt: executions.length });
       res.writeHead(status, { 'content-type': 'application/json' });
       return res.end(payload);
+    }
+    if (path === '/hop') {
+      // A header that Connection names is hop-by-hop: it must be neither passed on nor stored.
+      res.writeHead(201, { connection: 'keep-alive, x-hop', 'x-hop': 'secret', 'x-end-to-end': 'kept', 'content-type': 'text/plain' });
+      return res.end('hop');
     }
     if (path === '/hang') return; // executes, never answers
     if (path === '/reset') {

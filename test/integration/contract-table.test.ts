@@ -117,6 +117,20 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
       expect(upstream.countKey(key)).toBe(1);
     });
 
+    test('hop-by-hop headers are neither passed on nor stored; end-to-end ones are replayed', async () => {
+      const key = freshKey();
+      const first = await send(sidecar.url, '/hop', { key, body: '{}' });
+      const replay = await send(sidecar.url, '/hop', { key, body: '{}' });
+      for (const reply of [first, replay]) {
+        expect(reply.status).toBe(201);
+        expect(reply.header('x-hop')).toBeUndefined();
+        expect(reply.header('x-end-to-end')).toBe('kept');
+        expect(reply.body.toString()).toBe('hop');
+      }
+      expect(replay.header('idempotent-replayed')).toBe('true');
+      expect(upstream.countKey(key)).toBe(1);
+    });
+
     test('a structured-field string key means the same key as its bare value', async () => {
       const key = freshKey('sf');
       const first = await send(sidecar.url, '/payments', { key: `"${key}"`, body: '{}' });
