@@ -11,7 +11,7 @@
  */
 import { SidecarError, StoreUnavailableError } from '../errors';
 import { channels, publish } from './events';
-import type { Lease, LockProvider, OnUnknown, RecordStore, Upstream, UpstreamRequest } from './ports';
+import type { Lease, LockProvider, OnUnknown, RecordStore, RecordWatch, Upstream, UpstreamRequest } from './ports';
 import type { IdempotencyRecord, RecordScope, StoredResponse } from './record';
 
 export type ConcurrentMode = 'reject' | 'wait';
@@ -60,9 +60,23 @@ export type EngineResult =
   /** The store is down and the operator chose `passthrough`: forward without a guard. */
   | { readonly kind: 'unguarded'; readonly outcome: 'unavailable' };
 
-/** In `wait` mode, how often a waiting duplicate looks again: it starts fast and backs off. */
-const WAIT_POLL_FIRST_MS = 10;
-const WAIT_POLL_MAX_MS = 200;
+/**
+ * In `wait` mode a duplicate sleeps until the store reports that the record settled
+ * (RecordStore.watch), and looks again after this long without a report anyway: a report can be
+ * lost (the subscriber was reconnecting, or could not subscribe in time), and a crashed owner's
+ * lease simply runs out, which nobody announces; the look after that claims the key and finds it
+ * unknown (or takes it over, under `release`). It bounds how late a waiter learns of either.
+ */
+const WAIT_FALLBACK_MS = 1_000;
+/**
+ * No record, yet the lock is held: another request is claiming the key, or the owner has released
+ * the record (and announced it) but not yet its lock, one round trip later. Either lasts a moment
+ * and may be followed by no notice at all, so a waiter looks again soon, backing off, rather than
+ * at the fallback. (Only a replica that died between locking and claiming leaves this state for
+ * longer: until its lock expires.)
+ */
+const WAIT_UNCLAIMED_FIRST_MS = 10;
+const WAIT_UNCLAIMED_MAX_MS = 200;
 /** A duplicate should come back about when a typical payment call has finished. */
 const IN_FLIGHT_RETRY_AFTER_SECONDS = 1;
 const STORE_RETRY_AFTER_SECONDS = 1;
@@ -77,26 +91,78 @@ export class IdempotencyEngine {
   ) {}
 
   async handle(request: GuardedRequest): Promise<EngineResult> {
-    const deadline = Date.now() + (request.concurrent === 'wait' ? this.settings.waitTimeoutMs : 0);
-    let pollMs = WAIT_POLL_FIRST_MS;
-    for (;;) {
-      let attempt: Attempt;
-      try {
-        attempt = await this.attempt(request);
-      } catch (error) {
-        if (!(error instanceof StoreUnavailableError)) throw error;
-        publish(channels.storeError, { scope: request.scope, operation: 'claim', error });
-        return this.storeUnavailable(error);
-      }
-      if (attempt.kind === 'result') return attempt.result;
-      if (attempt.kind === 'owned') return this.forward(request, attempt.lease);
-
-      // The key is in flight elsewhere.
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) return inFlight(request.concurrent === 'wait');
-      await sleep(Math.min(pollMs, remaining));
-      pollMs = Math.min(pollMs * 2, WAIT_POLL_MAX_MS);
+    const deadline = Date.now() + this.settings.waitTimeoutMs;
+    let attempt = await this.attemptOrUnavailable(request);
+    // The key is in flight elsewhere. `reject` answers at once (no watch, no further round trip);
+    // `wait` subscribes only now, so that new keys and replays never pay for a subscription.
+    if (attempt.kind === 'in_flight' && request.concurrent === 'wait') {
+      attempt = await this.waitForSettle(request, deadline);
     }
+    switch (attempt.kind) {
+      case 'result':
+        return attempt.result;
+      case 'owned':
+        return this.forward(request, attempt.lease);
+      case 'in_flight':
+        return inFlight(request.concurrent === 'wait');
+    }
+  }
+
+  /**
+   * `wait` mode, once the key was found in flight: sleep until the record settles, look again,
+   * and so on until the answer is not "in flight" (a replay, a 422, an unknown outcome, or the
+   * key itself when the first request released it) or the wait timeout has passed.
+   *
+   * Every look is made with a watch already active, so a settle that lands after the look's read
+   * still wakes the sleep that follows (hence one more look right after subscribing). The next
+   * watch is opened before the previous one closes, so the store keeps its subscription across
+   * rounds. Every watch is closed on every path, and before forwarding.
+   */
+  private async waitForSettle(request: GuardedRequest, deadline: number): Promise<Attempt> {
+    let watch: RecordWatch | undefined;
+    let unclaimedMs = WAIT_UNCLAIMED_FIRST_MS;
+    try {
+      watch = await this.deps.store.watch(request.scope);
+      for (;;) {
+        const attempt = await this.attemptOrUnavailable(request);
+        const remaining = deadline - Date.now();
+        if (attempt.kind !== 'in_flight' || remaining <= 0) return attempt;
+        let pauseMs = WAIT_FALLBACK_MS;
+        if (attempt.unclaimed === true) {
+          pauseMs = unclaimedMs;
+          unclaimedMs = Math.min(unclaimedMs * 2, WAIT_UNCLAIMED_MAX_MS);
+        } else {
+          unclaimedMs = WAIT_UNCLAIMED_FIRST_MS;
+        }
+        await settledOrElapsed(watch.changed, Math.min(pauseMs, remaining));
+        // Past the deadline the last look needs no watch: nothing will wait on it.
+        if (Date.now() < deadline) {
+          const next = await this.deps.store.watch(request.scope);
+          watch.close();
+          watch = next;
+        }
+      }
+    } catch (error) {
+      return this.unavailable(request, 'watch', error);
+    } finally {
+      watch?.close();
+    }
+  }
+
+  /** attempt(), with a store failure turned into its answer. */
+  private async attemptOrUnavailable(request: GuardedRequest): Promise<Attempt> {
+    try {
+      return await this.attempt(request);
+    } catch (error) {
+      return this.unavailable(request, 'claim', error);
+    }
+  }
+
+  /** A store failure is answered 503 (or unguarded, under passthrough); anything else is a bug. */
+  private unavailable(request: GuardedRequest, operation: string, error: unknown): Attempt {
+    if (!(error instanceof StoreUnavailableError)) throw error;
+    publish(channels.storeError, { scope: request.scope, operation, error });
+    return { kind: 'result', result: this.storeUnavailable(error) };
   }
 
   /** One pass of read, lock, claim. Throws StoreUnavailableError. */
@@ -114,7 +180,8 @@ export class IdempotencyEngine {
       // have claimed with another fingerprint; look once more so the answer is exact.
       const current = existing ?? (await store.read(request.scope));
       const decided = current ? decideExisting(current, request.fingerprint) : undefined;
-      return decided ? { kind: 'result', result: decided } : { kind: 'in_flight' };
+      if (decided) return { kind: 'result', result: decided };
+      return current ? { kind: 'in_flight' } : { kind: 'in_flight', unclaimed: true };
     }
 
     try {
@@ -287,7 +354,8 @@ export class IdempotencyEngine {
 type Attempt =
   | { readonly kind: 'result'; readonly result: EngineResult }
   | { readonly kind: 'owned'; readonly lease: Lease }
-  | { readonly kind: 'in_flight' };
+  /** `unclaimed`: the lock is held but there is no record (see WAIT_UNCLAIMED_FIRST_MS). */
+  | { readonly kind: 'in_flight'; readonly unclaimed?: true };
 
 /** The answer an existing record dictates, or undefined when it is in flight (the caller decides). */
 function decideExisting(record: IdempotencyRecord, fingerprint: string): EngineResult | undefined {
@@ -331,6 +399,15 @@ function inFlight(waited: boolean): EngineResult {
 
 function problem(outcome: GuardOutcome, error: SidecarError): EngineResult {
   return { kind: 'problem', outcome, error };
+}
+
+/** Resolves when `changed` does or after `ms`, whichever comes first; leaves no timer behind. */
+function settledOrElapsed(changed: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const elapsed = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  return Promise.race([changed, elapsed]).finally(() => clearTimeout(timer));
 }
 
 function sleep(ms: number): Promise<void> {

@@ -53,9 +53,31 @@ export interface RecordStore {
   listByKey(key: string): Promise<TenantRecord[]>;
   /** Admin: deletes the record whatever its owner. */
   remove(scope: RecordScope): Promise<boolean>;
+  /**
+   * Subscribes to the settling of one record: its completion, release, marking unknown (by its
+   * owner, or by a claim that finds its lease run out) and removal. Creation and renewal are not
+   * reported. `wait` mode sleeps on it instead of polling.
+   *
+   * Resolves once the subscription is active, so that a caller who watches, then reads, cannot
+   * miss a settle that lands after its read. Delivery is best effort: a notice may be lost (a
+   * reconnecting subscriber, a subscription that could not be made within the store timeout, in
+   * which case the watch still resolves, deaf), so a caller must bound its wait and read again.
+   * Never slower than the store timeout; throws StoreUnavailableError only when the store is
+   * closed.
+   */
+  watch(scope: RecordScope): Promise<RecordWatch>;
   /** Resolves when the store answers; throws StoreUnavailableError otherwise. */
   ping(): Promise<void>;
+  /** Also ends every open watch: their `changed` resolves, so that waiters look again. */
   close(): Promise<void>;
+}
+
+/** One subscription of RecordStore.watch. */
+export interface RecordWatch {
+  /** Resolves at the first settle of the record after the watch became active; never rejects. */
+  readonly changed: Promise<void>;
+  /** Stops delivery and frees the subscription; idempotent. */
+  close(): void;
 }
 
 /** A held lock. The token is unique to this acquisition. */

@@ -137,6 +137,8 @@ export class SidecarMetrics {
       listByKey: timed('list', (key) => store.listByKey(key)),
       remove: timed('remove', (scope) => store.remove(scope)),
       ping: timed('ping', () => store.ping()),
+      // Forwarded, or waiting duplicates lose their wake-ups; not timed: it never fails (it degrades).
+      watch: (scope) => store.watch(scope),
       close: () => store.close(),
     };
   }

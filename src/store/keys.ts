@@ -7,6 +7,8 @@
  *   idem:{<keyhash>}:l:<tenant>   string      the Redlock lock of (tenant, key)
  *   idem:{<keyhash>}:t            sorted set  tenant -> expiresAt (ms): the tenants that hold a
  *                                             record of this key, for the admin API (no SCAN)
+ *   idem:{<keyhash>}:c:<tenant>   channel     pub/sub: the scripts that settle the record of
+ *                                             (tenant, key) publish on it (RecordStore.watch)
  *
  * The hash tag `{<keyhash>}` is derived from the client's key alone, so that every tenant's record
  * of one key, its lock and the per-key index live in one Redis Cluster slot: the scripts that touch
@@ -60,6 +62,15 @@ export class Keyspace {
   index(key: string): string {
     return `${this.prefix}{${keyTag(key)}}:t`;
   }
+
+  /**
+   * The pub/sub channel on which the record of (tenant, key) announces that it settled. It has
+   * the record's hash tag too, though classic PUBLISH ignores slots (see redis-watch.ts): a move
+   * to sharded pub/sub (SPUBLISH, which must stay in the record's slot) would need no new name.
+   */
+  channel(scope: RecordScope): string {
+    return `${this.prefix}{${keyTag(scope.key)}}:c:${scope.tenant}`;
+  }
 }
 
 const defaultKeyspace = new Keyspace();
@@ -77,4 +88,9 @@ export function lockResource(scope: RecordScope, prefix: string = DEFAULT_KEY_PR
 /** The per-key tenant index. */
 export function indexKey(key: string, prefix: string = DEFAULT_KEY_PREFIX): string {
   return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.index(key) : new Keyspace(prefix).index(key);
+}
+
+/** The settle channel of a record under the default prefix. */
+export function channelName(scope: RecordScope, prefix: string = DEFAULT_KEY_PREFIX): string {
+  return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.channel(scope) : new Keyspace(prefix).channel(scope);
 }

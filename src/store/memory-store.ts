@@ -1,11 +1,13 @@
 /**
  * The record store in process memory, for a single replica (no IDEMPOTENCY_REDIS_URL): the same
  * semantics as the Redis store (the shared contract suite runs against both), with the process's
- * clock in place of the server's. Records vanish with the process.
+ * clock in place of the server's. Records vanish with the process. Watches are woken in process,
+ * by the same transitions whose Redis scripts publish.
  */
-import type { ClaimRequest, ClaimResult, RecordStore } from '../engine/ports';
+import type { ClaimRequest, ClaimResult, RecordStore, RecordWatch } from '../engine/ports';
 import type { IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
 import { StoreUnavailableError } from '../errors';
+import { WatchRegistry } from './watch-registry';
 
 export interface MemoryRecordStoreOptions {
   /** How often expired records are swept out; lookups also drop them lazily. Default 60 s. */
@@ -29,6 +31,7 @@ export class MemoryRecordStore implements RecordStore {
   private readonly records = new Map<string, Map<string, Entry>>();
   private readonly now: () => number;
   private readonly sweeper: NodeJS.Timeout;
+  private readonly watches = new WatchRegistry();
   private closed = false;
 
   constructor(options: MemoryRecordStoreOptions = {}) {
@@ -55,8 +58,13 @@ export class MemoryRecordStore implements RecordStore {
     if (entry === undefined) return this.create(scope, request, now);
     if (entry.state === 'in_flight' && entry.leaseUntil < now) {
       // The owner stopped renewing (it died or stalled): the upstream may have executed.
-      if (request.onExpiredLease === 'release') return this.create(scope, request, now);
+      if (request.onExpiredLease === 'release') {
+        const claimed = this.create(scope, request, now);
+        this.settled(scope);
+        return claimed;
+      }
       entry.state = 'unknown';
+      this.settled(scope);
     }
     return { claimed: false, record: snapshot(entry) };
   }
@@ -78,6 +86,7 @@ export class MemoryRecordStore implements RecordStore {
     entry.state = 'completed';
     entry.expiresAt = this.now() + ttlMs;
     entry.response = copyResponse(response);
+    this.settled(scope);
     return true;
   }
 
@@ -86,6 +95,7 @@ export class MemoryRecordStore implements RecordStore {
     const entry = this.live(scope);
     if (entry?.state !== 'in_flight' || entry.token !== token) return false;
     entry.state = 'unknown';
+    this.settled(scope);
     return true;
   }
 
@@ -94,6 +104,7 @@ export class MemoryRecordStore implements RecordStore {
     const entry = this.live(scope);
     if (entry === undefined || entry.token !== token) return false;
     this.delete(scope);
+    this.settled(scope);
     return true;
   }
 
@@ -113,7 +124,14 @@ export class MemoryRecordStore implements RecordStore {
     const entry = this.live(scope);
     if (entry === undefined) return false;
     this.delete(scope);
+    this.settled(scope);
     return true;
+  }
+
+  async watch(scope: RecordScope): Promise<RecordWatch> {
+    this.checkOpen();
+    // Settles wake watchers synchronously in this process: the watch is active at once.
+    return this.watches.open(watchName(scope)).watch;
   }
 
   async ping(): Promise<void> {
@@ -124,6 +142,13 @@ export class MemoryRecordStore implements RecordStore {
     this.closed = true;
     clearInterval(this.sweeper);
     this.records.clear();
+    // Waiters look again and meet the closed store at once, rather than at their fallback.
+    this.watches.clear();
+  }
+
+  /** Wakes the watches of a record that just settled (what the Redis scripts PUBLISH). */
+  private settled(scope: RecordScope): void {
+    this.watches.notify(watchName(scope));
   }
 
   private create(scope: RecordScope, request: ClaimRequest, now: number): ClaimResult {
@@ -174,6 +199,11 @@ export class MemoryRecordStore implements RecordStore {
   private checkOpen(): void {
     if (this.closed) throw new StoreUnavailableError('the in-memory record store is closed');
   }
+}
+
+/** One name per (tenant, key); JSON keeps the pair unambiguous whatever either contains. */
+function watchName(scope: RecordScope): string {
+  return JSON.stringify([scope.tenant, scope.key]);
 }
 
 /** A copy the caller may keep or mutate without touching the stored record. */

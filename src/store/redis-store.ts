@@ -7,14 +7,18 @@
  * A record is a hash: state, fp, token, createdAt, expiresAt, leaseUntil, and once completed
  * status, headers (JSON array of [name, value]) and body (raw bytes). Redis expires the hash at
  * exactly `expiresAt` (PEXPIREAT), so a record past its expiry is simply absent.
+ *
+ * The scripts that settle a record also PUBLISH on its channel; watches subscribe to it over a
+ * connection of their own (redis-watch.ts).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { ClaimRequest, ClaimResult, RecordStore } from '../engine/ports';
+import type { ClaimRequest, ClaimResult, RecordStore, RecordWatch } from '../engine/ports';
 import type { HeaderPair, IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
 import { StoreUnavailableError } from '../errors';
 import { DEFAULT_KEY_PREFIX, Keyspace } from './keys';
 import { closeClient, type RedisClient, whenReady, withDeadline } from './redis-connection';
+import { RedisWatchHub } from './redis-watch';
 
 export interface RedisRecordStoreOptions {
   /** Longest one operation may take before it fails with StoreUnavailableError. */
@@ -68,6 +72,7 @@ export class RedisRecordStore implements RecordStore {
   private readonly client: RedisClient;
   private readonly timeoutMs: number;
   private readonly keys: Keyspace;
+  private readonly watches: RedisWatchHub;
 
   constructor(client: RedisClient, options: RedisRecordStoreOptions) {
     if (!Number.isInteger(options.storeTimeoutMs) || options.storeTimeoutMs <= 0) {
@@ -76,6 +81,7 @@ export class RedisRecordStore implements RecordStore {
     this.client = client;
     this.timeoutMs = options.storeTimeoutMs;
     this.keys = new Keyspace(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
+    this.watches = new RedisWatchHub(client, this.timeoutMs);
     for (const [name, script] of loadScripts()) {
       // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (a restarted or failed-over
       // server has an empty script cache), so scripts survive a Redis restart.
@@ -96,6 +102,7 @@ export class RedisRecordStore implements RecordStore {
       milliseconds(request.ttlMs, 'ttlMs'),
       request.onExpiredLease,
       scope.tenant,
+      this.keys.channel(scope),
     ]);
     if (!Array.isArray(reply) || !reply.every(Buffer.isBuffer) || reply.length === 0) {
       throw malformed('claim reply');
@@ -121,17 +128,19 @@ export class RedisRecordStore implements RecordStore {
       JSON.stringify(response.headers),
       response.body,
       scope.tenant,
+      this.keys.channel(scope),
     ]);
     return isOne(reply);
   }
 
   async markUnknown(scope: RecordScope, token: string): Promise<boolean> {
-    return isOne(await this.script('mark unknown', 'idemMarkUnknown', [this.keys.record(scope)], [token]));
+    const args = [token, this.keys.channel(scope)];
+    return isOne(await this.script('mark unknown', 'idemMarkUnknown', [this.keys.record(scope)], args));
   }
 
   async release(scope: RecordScope, token: string): Promise<boolean> {
     const keys = [this.keys.record(scope), this.keys.index(scope.key)];
-    return isOne(await this.script('release', 'idemRelease', keys, [token, scope.tenant]));
+    return isOne(await this.script('release', 'idemRelease', keys, [token, scope.tenant, this.keys.channel(scope)]));
   }
 
   async listByKey(key: string): Promise<TenantRecord[]> {
@@ -158,14 +167,19 @@ export class RedisRecordStore implements RecordStore {
 
   async remove(scope: RecordScope): Promise<boolean> {
     const keys = [this.keys.record(scope), this.keys.index(scope.key)];
-    return isOne(await this.script('remove', 'idemRemove', keys, [scope.tenant]));
+    return isOne(await this.script('remove', 'idemRemove', keys, [scope.tenant, this.keys.channel(scope)]));
   }
 
   async ping(): Promise<void> {
     await this.run('ping', () => this.client.ping());
   }
 
+  watch(scope: RecordScope): Promise<RecordWatch> {
+    return this.watches.watch(this.keys.channel(scope));
+  }
+
   async close(): Promise<void> {
+    await this.watches.close();
     await closeClient(this.client, this.timeoutMs);
   }
 

@@ -10,7 +10,7 @@ import type { Redis } from 'ioredis';
 import type { ClaimRequest, RecordStore } from '../../src/engine/ports';
 import type { RecordScope, StoredResponse } from '../../src/engine/record';
 import { StoreUnavailableError } from '../../src/errors';
-import { indexKey, keyTag, lockResource, recordKey } from '../../src/store/keys';
+import { channelName, indexKey, keyTag, lockResource, recordKey } from '../../src/store/keys';
 import { MemoryRecordStore } from '../../src/store/memory-store';
 import { createRedisClient, createRedisCluster, whenReady } from '../../src/store/redis-connection';
 import { RedisRecordStore } from '../../src/store/redis-store';
@@ -34,6 +34,23 @@ function claimRequest(token: string, overrides: Partial<ClaimRequest> = {}): Cla
 
 function response(overrides: Partial<StoredResponse> = {}): StoredResponse {
   return { status: 201, headers: [['content-type', 'application/json']], body: Buffer.from('{"id":1}'), ...overrides };
+}
+
+/** How long a notice may take to arrive (generous: a loaded CI machine), and how long silence must last to count as none. */
+const NOTICE_MS = 2_000;
+const SILENCE_MS = 250;
+
+/** Whether `promise` settles within `ms`; leaves no timer behind. */
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): void {
@@ -316,6 +333,127 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
         await expect(store().remove(scope)).resolves.toBe(true);
       }
     });
+
+    // ------------------------------------------------------------ watch: how `wait` mode learns of a settle
+
+    const settles: ReadonlyArray<readonly [string, (scope: RecordScope) => Promise<boolean>]> = [
+      ['complete', (scope) => store().complete(scope, 'owner', response(), LONG_TTL)],
+      ['release', (scope) => store().release(scope, 'owner')],
+      ['mark unknown', (scope) => store().markUnknown(scope, 'owner')],
+      ['remove', (scope) => store().remove(scope)],
+    ];
+
+    test.each(settles)('a watch resolves when the record settles: %s', async (_name, settle) => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      const watch = await store().watch(scope);
+      try {
+        await expect(settle(scope)).resolves.toBe(true);
+        expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
+      } finally {
+        watch.close();
+      }
+    });
+
+    test.each(['hold', 'release'] as const)(
+      'a watch resolves when a claim settles an expired lease (onExpiredLease %s)',
+      async (onExpiredLease) => {
+        const scope = newScope();
+        await store().claim(scope, claimRequest('dead', { leaseMs: 100 }));
+        const watch = await store().watch(scope);
+        try {
+          await sleep(200);
+          await store().claim(scope, claimRequest('retry', { onExpiredLease }));
+          expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
+        } finally {
+          watch.close();
+        }
+      },
+    );
+
+    test('a watch ignores other tenants and keys, and claims, renewals and refused writes of its own record', async () => {
+      const scope = newScope();
+      const otherTenant: RecordScope = { tenant: `tenant-${randomUUID()}`, key: scope.key };
+      const otherKey: RecordScope = { tenant: scope.tenant, key: `key-${randomUUID()}` };
+      const [own, ofTenant, ofKey] = await Promise.all([scope, otherTenant, otherKey].map((s) => store().watch(s)));
+      if (!own || !ofTenant || !ofKey) throw new Error('watches not opened');
+      try {
+        await store().claim(scope, claimRequest('owner'));
+        await store().claim(scope, claimRequest('second'));
+        await store().renew(scope, 'owner', LONG_LEASE);
+        await expect(store().complete(scope, 'intruder', response(), LONG_TTL)).resolves.toBe(false);
+        await expect(store().release(scope, 'intruder')).resolves.toBe(false);
+        expect(await settlesWithin(own.changed, SILENCE_MS)).toBe(false);
+
+        await store().complete(scope, 'owner', response(), LONG_TTL);
+        expect(await settlesWithin(own.changed, NOTICE_MS)).toBe(true);
+        expect(await settlesWithin(Promise.race([ofTenant.changed, ofKey.changed]), SILENCE_MS)).toBe(false);
+      } finally {
+        for (const watch of [own, ofTenant, ofKey]) watch.close();
+      }
+    });
+
+    test('close() stops delivery to that watch only, and may be called twice', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      const closed = await store().watch(scope);
+      const kept = await store().watch(scope);
+      closed.close();
+      closed.close();
+      try {
+        await store().complete(scope, 'owner', response(), LONG_TTL);
+        expect(await settlesWithin(kept.changed, NOTICE_MS)).toBe(true);
+        expect(await settlesWithin(closed.changed, SILENCE_MS)).toBe(false);
+      } finally {
+        kept.close();
+      }
+    });
+
+    test('many concurrent watches of one record all resolve, and the record can be watched again after', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      const watches = await Promise.all(Array.from({ length: 50 }, () => store().watch(scope)));
+      try {
+        await store().markUnknown(scope, 'owner');
+        expect(await settlesWithin(Promise.all(watches.map((watch) => watch.changed)), NOTICE_MS)).toBe(true);
+      } finally {
+        for (const watch of watches) watch.close();
+      }
+      // Every watch closed (the Redis store unsubscribed): a new one subscribes again.
+      const again = await store().watch(scope);
+      try {
+        await store().complete(scope, 'owner', response(), LONG_TTL);
+        expect(await settlesWithin(again.changed, NOTICE_MS)).toBe(true);
+      } finally {
+        again.close();
+      }
+    });
+
+    test('a watch opened right before the settle never misses it', async () => {
+      for (let round = 0; round < 20; round++) {
+        const scope = newScope();
+        await store().claim(scope, claimRequest('owner'));
+        const watch = await store().watch(scope);
+        try {
+          await store().complete(scope, 'owner', response(), LONG_TTL);
+          expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
+        } finally {
+          watch.close();
+        }
+      }
+    });
+
+    test('a watch only reports settles after it opened', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      await store().complete(scope, 'owner', response(), LONG_TTL);
+      const watch = await store().watch(scope);
+      try {
+        expect(await settlesWithin(watch.changed, SILENCE_MS)).toBe(false);
+      } finally {
+        watch.close();
+      }
+    });
   });
 }
 
@@ -324,6 +462,14 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
 recordStoreContract('MemoryRecordStore', async () => {
   const store = new MemoryRecordStore({ sweepIntervalMs: 100 });
   return { store, close: () => store.close() };
+});
+
+test('MemoryRecordStore: closing the store wakes its open watches, and a closed store refuses new ones', async () => {
+  const store = new MemoryRecordStore();
+  const watch = await store.watch(newScope());
+  await store.close();
+  expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
+  await expect(store.watch(newScope())).rejects.toBeInstanceOf(StoreUnavailableError);
 });
 
 describe('Redis', () => {
@@ -341,6 +487,42 @@ describe('Redis', () => {
     await whenReady(client, 5_000);
     const store = new RedisRecordStore(client, { storeTimeoutMs: 2_000 });
     return { store, close: () => store.close() };
+  });
+
+  test('watches share one subscriber connection per store, which closing the store ends, waking its watches', async () => {
+    if (redis === undefined) throw new Error('no redis');
+    const name = `watchers-${randomUUID().slice(0, 8)}`;
+    const client = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name });
+    await whenReady(client, 5_000);
+    const store = new RedisRecordStore(client, { storeTimeoutMs: 2_000 });
+    const observer = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'observer' });
+    await whenReady(observer, 5_000);
+    const subscribers = async (): Promise<number> => {
+      const list = String(await observer.call('CLIENT', 'LIST'));
+      return list.split('\n').filter((line) => line.includes(`name=${name}-watch `)).length;
+    };
+    try {
+      // No watch yet: no subscriber connection.
+      expect(await subscribers()).toBe(0);
+      const scopes = Array.from({ length: 10 }, () => newScope());
+      const watches = await Promise.all(scopes.map((scope) => store.watch(scope)));
+      expect(await subscribers()).toBe(1);
+      // Every record has its channel, and no other channel is left behind.
+      const channels = (await observer.call('PUBSUB', 'CHANNELS', '*')) as string[];
+      expect(channels.sort()).toEqual(scopes.map((scope) => channelName(scope)).sort());
+      watches[0]?.close();
+      await sleep(100);
+      expect(((await observer.call('PUBSUB', 'CHANNELS', '*')) as string[]).length).toBe(9);
+
+      await store.close();
+      expect(await settlesWithin(Promise.all(watches.slice(1).map((watch) => watch.changed)), NOTICE_MS)).toBe(true);
+      await expect(store.watch(newScope())).rejects.toBeInstanceOf(StoreUnavailableError);
+      await sleep(100);
+      expect(await subscribers()).toBe(0);
+    } finally {
+      await store.close();
+      observer.disconnect();
+    }
   });
 
   test('a custom key prefix is used for every key, and PEXPIREAT matches expiresAt', async () => {
@@ -486,6 +668,54 @@ describe('RedisRecordStore when Redis fails', () => {
     } finally {
       await earlyStore.close();
       await down.stop();
+    }
+  });
+
+  test('a watch while Redis is paused resolves within the store timeout, deaf rather than failing', async () => {
+    if (!redis || !store) throw new Error('not set up');
+    const scope = newScope();
+    await store.claim(scope, claimRequest('owner'));
+    redis.pause();
+    try {
+      const started = Date.now();
+      const deaf = await store.watch(scope);
+      expect(Date.now() - started).toBeLessThan(STORE_TIMEOUT + 500);
+      deaf.close();
+    } finally {
+      redis.resume();
+    }
+    // Once Redis runs again, the next watch subscribes and is delivered.
+    const watch = await store.watch(scope);
+    try {
+      await store.complete(scope, 'owner', response(), LONG_TTL);
+      expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
+    } finally {
+      watch.close();
+    }
+  });
+
+  test('a restart of Redis wakes open watches, and the next watch subscribes again', async () => {
+    if (!redis || !store) throw new Error('not set up');
+    const scope = newScope();
+    const before = await store.watch(scope);
+    try {
+      await redis.restart();
+      // Whatever was published while the subscriber was down is lost: its watches are woken so
+      // that waiters read the record again.
+      expect(await settlesWithin(before.changed, 10_000)).toBe(true);
+      await store.ping();
+      // The channel is still watched (`before` is open), yet the new watch confirms a fresh
+      // SUBSCRIBE on the new connection before it resolves.
+      const after = await store.watch(scope);
+      try {
+        await store.claim(scope, claimRequest('owner'));
+        await store.complete(scope, 'owner', response(), LONG_TTL);
+        expect(await settlesWithin(after.changed, NOTICE_MS)).toBe(true);
+      } finally {
+        after.close();
+      }
+    } finally {
+      before.close();
     }
   });
 });

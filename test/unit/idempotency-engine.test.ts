@@ -101,6 +101,147 @@ describe('IdempotencyEngine', () => {
     expect(upstream.calls).toBe(1);
   });
 
+  // The engine's fallback look comes 1 s after a waiter's last look: any answer much sooner than
+  // that came from the store's notice, not from polling.
+  const PROMPT_MS = 100;
+
+  test('wait mode: the duplicate gets the replay as the first completes, without polling', async () => {
+    let reads = 0;
+    const counting: RecordStore = Object.assign(Object.create(store) as RecordStore, {
+      read: (scope: RecordScope) => {
+        reads++;
+        return store.read(scope);
+      },
+    });
+    const upstream = new ScriptedUpstream(respondAfter(600));
+    const subject = engine(upstream, { waitTimeoutMs: 5_000 }, counting);
+    const first = request('wait');
+    let firstAt = 0;
+    const running = subject.handle(first).then((result) => {
+      firstAt = performance.now();
+      return result;
+    });
+    await sleep(50);
+    reads = 0;
+    const waitedFrom = performance.now();
+    const waited = await subject.handle(same(first));
+    const waitedAt = performance.now();
+    expect(waited).toMatchObject({ kind: 'replayed', response: { status: 201 } });
+    expect(await running).toMatchObject({ kind: 'executed', stored: true });
+    // Measured from the first's answer: the duplicate may even answer first (it is woken by the
+    // completion, before the first request has released its lock).
+    expect(waitedAt - firstAt).toBeLessThan(PROMPT_MS);
+    expect(waitedAt - waitedFrom).toBeLessThan(1_000);
+    // A look, one after subscribing, one after the notice: a poll every 10-200 ms would make more.
+    expect(reads).toBeLessThanOrEqual(4);
+    expect(upstream.calls).toBe(1);
+  });
+
+  test('wait mode: 409 in flight once the wait timeout has passed, not at the next fallback look', async () => {
+    const upstream = new ScriptedUpstream(respondAfter(1_500));
+    const subject = engine(upstream, { waitTimeoutMs: 300 });
+    const first = request('wait');
+    const running = subject.handle(first);
+    await sleep(20);
+    const started = performance.now();
+    const waited = await subject.handle(same(first));
+    const elapsed = performance.now() - started;
+    expect(waited).toMatchObject({
+      kind: 'problem',
+      outcome: 'conflict',
+      error: { code: 'request-in-flight', status: 409, retryAfterSeconds: 1 },
+    });
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(800);
+    expect(await running).toMatchObject({ kind: 'executed', stored: true });
+    expect(upstream.calls).toBe(1);
+  });
+
+  test.each([0, 30])('wait mode: when the first releases the key, the duplicate runs it at once (lock release takes %d ms)', async (releaseMs) => {
+    // The record is released (and announced) before the lock is: over Redis the lock's DEL is one
+    // more round trip, so a woken duplicate can meet a held lock and no record.
+    const slowLocks: LockProvider = {
+      acquire: async (resource, ttlMs) => {
+        const lease = await locks.acquire(resource, ttlMs);
+        return (
+          lease && {
+            token: lease.token,
+            extend: (ms: number) => lease.extend(ms),
+            release: async () => {
+              await sleep(releaseMs);
+              await lease.release();
+            },
+          }
+        );
+      },
+      close: async () => undefined,
+    };
+    let call = 0;
+    const upstream = new ScriptedUpstream(async () => {
+      call++;
+      if (call === 1) {
+        await sleep(300);
+        return { kind: 'response', response: { status: 503, headers: [], body: Buffer.alloc(0) }, durationMs: 300 };
+      }
+      return { kind: 'response', response: created(), durationMs: 0 };
+    });
+    const subject = new IdempotencyEngine({ store, locks: slowLocks, upstream, lockResource }, { ...SETTINGS, waitTimeoutMs: 5_000 });
+    const first = request('wait');
+    let firstAt = 0;
+    const running = subject.handle(first).then((result) => {
+      firstAt = performance.now();
+      return result;
+    });
+    await sleep(50);
+    const waited = await subject.handle(same(first));
+    const waitedAt = performance.now();
+    expect(await running).toMatchObject({ kind: 'executed', stored: false, response: { status: 503 } });
+    expect(waited).toMatchObject({ kind: 'executed', stored: true, response: { status: 201 } });
+    expect(waitedAt - firstAt).toBeLessThan(PROMPT_MS);
+    expect(upstream.calls).toBe(2);
+  });
+
+  test('wait mode: a crashed owner\'s expired lease, which nobody announces, is found by the fallback look', async () => {
+    const upstream = new ScriptedUpstream(respondAfter(0));
+    const subject = engine(upstream, { waitTimeoutMs: 5_000 });
+    const crashed = request('wait');
+    await store.claim(crashed.scope, { fingerprint: 'fp', token: 'dead-replica', leaseMs: 200, ttlMs: 60_000, onExpiredLease: 'hold' });
+    const started = performance.now();
+    const waited = await subject.handle(same(crashed));
+    const elapsed = performance.now() - started;
+    expect(waited).toMatchObject({ kind: 'problem', outcome: 'unknown', error: { code: 'outcome-unknown', status: 409 } });
+    // The lease ran out at 200 ms; the fallback look, 1 s after the last one, finds it.
+    expect(elapsed).toBeGreaterThanOrEqual(200);
+    expect(elapsed).toBeLessThan(2_500);
+    expect(upstream.calls).toBe(0);
+  });
+
+  test('reject mode opens no watch', async () => {
+    const watching: RecordStore = Object.assign(Object.create(store) as RecordStore, {
+      watch: () => Promise.reject(new Error('reject mode must not watch')),
+    });
+    const upstream = new ScriptedUpstream(respondAfter(200));
+    const subject = engine(upstream, {}, watching);
+    const first = request('reject');
+    const running = subject.handle(first);
+    await sleep(20);
+    expect(await subject.handle(same(first))).toMatchObject({ kind: 'problem', outcome: 'conflict' });
+    await running;
+  });
+
+  test('wait mode: a store that cannot watch (closed) answers 503, like any store failure', async () => {
+    const closed: RecordStore = Object.assign(Object.create(store) as RecordStore, {
+      watch: () => Promise.reject(new StoreUnavailableError('closed')),
+    });
+    const upstream = new ScriptedUpstream(respondAfter(200));
+    const subject = engine(upstream, {}, closed);
+    const first = request('wait');
+    const running = subject.handle(first);
+    await sleep(20);
+    expect(await subject.handle(same(first))).toMatchObject({ kind: 'problem', outcome: 'unavailable', error: { status: 503 } });
+    await running;
+  });
+
   test('a crashed owner (lease never renewed) leaves an unknown outcome under hold', async () => {
     const upstream = new ScriptedUpstream(respondAfter(0));
     const subject = engine(upstream);

@@ -10,17 +10,23 @@
   ARGV[4]  ttlMs           how long the record lives at most, from now
   ARGV[5]  onExpiredLease  `hold` or `release`: what an in-flight record whose lease ran out becomes
   ARGV[6]  tenant          the record's member in the index
+  ARGV[7]  channel         the record's settle channel (keys.ts)
 
   Returns  {'claimed'}
        or  {'existing', field1, value1, ...}   (the record as HGETALL returns it)
 
   Time comes from the server (TIME), never from the caller: every replica then judges leases and
   expiry by one clock. Redis 7 replicates a script's effects, so TIME before a write is allowed.
+
+  An in-flight record whose lease ran out is settled here, by whoever claims next: it publishes
+  `unknown` (hold) or `released` (release; the key is then claimed anew) on ARGV[7], as the
+  owner's own settle would have (RecordStore.watch). Creating a record publishes nothing: no one
+  waits for a record to appear.
 ]]
 local record, index = KEYS[1], KEYS[2]
 local token, fingerprint = ARGV[1], ARGV[2]
 local leaseMs, ttlMs = tonumber(ARGV[3]), tonumber(ARGV[4])
-local onExpiredLease, tenant = ARGV[5], ARGV[6]
+local onExpiredLease, tenant, channel = ARGV[5], ARGV[6], ARGV[7]
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -50,9 +56,11 @@ if state == 'in_flight' and tonumber(redis.call('HGET', record, 'leaseUntil')) <
   -- The owner stopped renewing (it died or stalled): the upstream may have executed.
   if onExpiredLease == 'release' then
     redis.call('DEL', record)
+    redis.call('PUBLISH', channel, 'released')
     return create()
   end
   redis.call('HSET', record, 'state', 'unknown')
+  redis.call('PUBLISH', channel, 'unknown')
 end
 
 local existing = redis.call('HGETALL', record)

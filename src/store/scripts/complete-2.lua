@@ -10,15 +10,19 @@
   ARGV[4]  headers  the response's headers, a JSON array of [name, value]
   ARGV[5]  body     the response's body, raw bytes
   ARGV[6]  tenant   the record's member in the index
+  ARGV[7]  channel  the record's settle channel (keys.ts), published `completed` on success
 
   Returns  1 when completed (or already completed by this token: the call is idempotent), 0 when
            the record is gone or owned by another token (a replica whose lease ran out must not
            overwrite the new owner's record).
   Completing an `unknown` record that still carries our token resolves it.
+  Publishes `completed` on ARGV[7] when it changes the record, so that waiting duplicates look again
+  at once (RecordStore.watch). PUBLISH in a script is allowed and replicated; in a Cluster it is
+  broadcast to every node, so a subscriber on any node receives it.
 ]]
 local record, index = KEYS[1], KEYS[2]
 local token, ttlMs = ARGV[1], tonumber(ARGV[2])
-local tenant = ARGV[6]
+local tenant, channel = ARGV[6], ARGV[7]
 
 local fields = redis.call('HMGET', record, 'state', 'token')
 local state = fields[1]
@@ -47,4 +51,5 @@ redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
 redis.call('ZADD', index, expiresAt, tenant)
 local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', index, last[2])
+redis.call('PUBLISH', channel, 'completed')
 return 1
