@@ -94,7 +94,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
   const upstream = new UpstreamClient({ origin: config.upstream, timeoutMs: config.upstreamTimeoutMs });
   const passThrough = new PassThrough(config.upstream, config.upstreamTimeoutMs);
   const engine = new IdempotencyEngine(
-    { store, locks: backends.locks, upstream: metrics.timeUpstream(upstream), lockResource },
+    { store, locks: metrics.timeLocks(backends.locks), upstream: metrics.timeUpstream(upstream), lockResource },
     {
       lockTtlMs: config.lockTtlMs,
       waitTimeoutMs: config.waitTimeoutMs,

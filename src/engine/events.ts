@@ -19,6 +19,7 @@ export interface StoreErrorEvent {
 }
 
 export interface UnknownOutcomeEvent {
+  readonly requestId: string;
   readonly scope: RecordScope;
   readonly fingerprint: string;
   readonly method: string;

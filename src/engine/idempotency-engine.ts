@@ -11,7 +11,7 @@
  */
 import { SidecarError, StoreUnavailableError } from '../errors';
 import { channels, publish } from './events';
-import type { Lease, LockProvider, OnUnknown, RecordStore, RecordWatch, Upstream, UpstreamRequest } from './ports';
+import type { Lease, LockProvider, OnUnknown, RecordStore, RecordWatch, Upstream, UpstreamRequest, UpstreamResult } from './ports';
 import type { IdempotencyRecord, RecordScope, StoredResponse } from './record';
 
 export type ConcurrentMode = 'reject' | 'wait';
@@ -33,6 +33,8 @@ export interface EngineDependencies {
 }
 
 export interface GuardedRequest {
+  /** Correlates the engine's events (an unknown outcome) with the request's log line. */
+  readonly requestId: string;
   readonly scope: RecordScope;
   readonly fingerprint: string;
   readonly upstream: UpstreamRequest;
@@ -54,9 +56,17 @@ export type GuardOutcome =
 
 export type EngineResult =
   /** The upstream answered; `stored` is false when the status is in the release set or the store refused. */
-  | { readonly kind: 'executed'; readonly outcome: 'executed'; readonly response: StoredResponse; readonly stored: boolean }
+  | {
+      readonly kind: 'executed';
+      readonly outcome: 'executed';
+      readonly response: StoredResponse;
+      readonly stored: boolean;
+      /** How long the upstream took, for the request's log line. */
+      readonly upstreamMs?: number;
+    }
   | { readonly kind: 'replayed'; readonly outcome: 'replayed'; readonly response: StoredResponse }
-  | { readonly kind: 'problem'; readonly outcome: GuardOutcome; readonly error: SidecarError }
+  /** `upstreamMs` is set when the upstream was called (refused, unknown, lease lost). */
+  | { readonly kind: 'problem'; readonly outcome: GuardOutcome; readonly error: SidecarError; readonly upstreamMs?: number }
   /** The store is down and the operator chose `passthrough`: forward without a guard. */
   | { readonly kind: 'unguarded'; readonly outcome: 'unavailable' };
 
@@ -220,81 +230,93 @@ export class IdempotencyEngine {
     // that blinks while we write the response must not let the lease lapse under our retries.
     const renewal = this.keepAlive(request.scope, lease);
     try {
+      const started = performance.now();
       const result = await this.deps.upstream.send(request.upstream);
-      switch (result.kind) {
-        case 'response': {
-          const { response } = result;
-          if (this.settings.releaseStatuses.has(response.status)) {
-            await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token));
-            return { kind: 'executed', outcome: 'executed', response, stored: false };
-          }
-          const stored = await this.settle(request.scope, 'complete', () =>
-            this.deps.store.complete(request.scope, lease.token, response, request.ttlMs),
-          );
-          if (stored === false) {
-            // Fenced off: our lease ran out during the call (a pause, a partition) and the key
-            // now belongs to another request (possible only under onUnknown=release, or after an
-            // operator's delete). Its record is what every retry will see, so handing this
-            // client a different response would make the two disagree: send it to the record.
-            publish(channels.fencedCompletion, { scope: request.scope, status: response.status });
-            return problem(
-              'lease_lost',
-              new SidecarError('lease-lost', {
-                detail:
-                  'The upstream answered after this request had lost its idempotency key to another request; that request\'s outcome is the one recorded. Retry to get it.',
-                retryAfterSeconds: IN_FLIGHT_RETRY_AFTER_SECONDS,
-              }),
-            );
-          }
-          return { kind: 'executed', outcome: 'executed', response, stored: stored === true };
-        }
-        case 'refused':
-          await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token));
-          return problem(
-            'upstream_error',
-            new SidecarError('upstream-unreachable', {
-              detail: 'The upstream could not be reached; nothing was sent. The key is released: a retry runs again.',
-              cause: result.error,
-            }),
-          );
-        case 'timeout':
-        case 'reset': {
-          const action = this.settings.onUnknown;
-          await this.settle(request.scope, action === 'hold' ? 'mark-unknown' : 'release', () =>
-            action === 'hold'
-              ? this.deps.store.markUnknown(request.scope, lease.token)
-              : this.deps.store.release(request.scope, lease.token),
-          );
-          publish(channels.unknownOutcome, {
-            scope: request.scope,
-            fingerprint: request.fingerprint,
-            method: request.upstream.method,
-            path: request.upstream.path,
-            reason: result.kind,
-            action,
-            error: result.error,
-          });
-          const consequence =
-            action === 'hold'
-              ? 'The key is held as an unknown outcome until it expires or an operator releases it.'
-              : 'The key is released: a retry runs again.';
-          return problem(
-            'unknown',
-            result.kind === 'timeout'
-              ? new SidecarError('upstream-timeout', {
-                  detail: `The request was sent but the upstream did not answer in time; it may have executed. ${consequence}`,
-                  cause: result.error,
-                })
-              : new SidecarError('upstream-reset', {
-                  detail: `The request was sent but the upstream closed the connection before answering; it may have executed. ${consequence}`,
-                  cause: result.error,
-                }),
-          );
-        }
-      }
+      const upstreamMs = performance.now() - started;
+      return { ...(await this.settleUpstreamResult(request, lease, result)), upstreamMs };
     } finally {
       renewal.stop();
       await lease.release();
+    }
+  }
+
+  /** Settles the record after the upstream call, and decides the client's answer. */
+  private async settleUpstreamResult(
+    request: GuardedRequest,
+    lease: Lease,
+    result: UpstreamResult,
+  ): Promise<Extract<EngineResult, { kind: 'executed' | 'problem' }>> {
+    switch (result.kind) {
+      case 'response': {
+        const { response } = result;
+        if (this.settings.releaseStatuses.has(response.status)) {
+          await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token));
+          return { kind: 'executed', outcome: 'executed', response, stored: false };
+        }
+        const stored = await this.settle(request.scope, 'complete', () =>
+          this.deps.store.complete(request.scope, lease.token, response, request.ttlMs),
+        );
+        if (stored === false) {
+          // Fenced off: our lease ran out during the call (a pause, a partition) and the key
+          // now belongs to another request (possible only under onUnknown=release, or after an
+          // operator's delete). Its record is what every retry will see, so handing this
+          // client a different response would make the two disagree: send it to the record.
+          publish(channels.fencedCompletion, { scope: request.scope, status: response.status });
+          return problem(
+            'lease_lost',
+            new SidecarError('lease-lost', {
+              detail:
+                'The upstream answered after this request had lost its idempotency key to another request; that request\'s outcome is the one recorded. Retry to get it.',
+              retryAfterSeconds: IN_FLIGHT_RETRY_AFTER_SECONDS,
+            }),
+          );
+        }
+        return { kind: 'executed', outcome: 'executed', response, stored: stored === true };
+      }
+      case 'refused':
+        await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token));
+        return problem(
+          'upstream_error',
+          new SidecarError('upstream-unreachable', {
+            detail: 'The upstream could not be reached; nothing was sent. The key is released: a retry runs again.',
+            cause: result.error,
+          }),
+        );
+      case 'timeout':
+      case 'reset': {
+        const action = this.settings.onUnknown;
+        await this.settle(request.scope, action === 'hold' ? 'mark-unknown' : 'release', () =>
+          action === 'hold'
+            ? this.deps.store.markUnknown(request.scope, lease.token)
+            : this.deps.store.release(request.scope, lease.token),
+        );
+        publish(channels.unknownOutcome, {
+          requestId: request.requestId,
+          scope: request.scope,
+          fingerprint: request.fingerprint,
+          method: request.upstream.method,
+          path: request.upstream.path,
+          reason: result.kind,
+          action,
+          error: result.error,
+        });
+        const consequence =
+          action === 'hold'
+            ? 'The key is held as an unknown outcome until it expires or an operator releases it.'
+            : 'The key is released: a retry runs again.';
+        return problem(
+          'unknown',
+          result.kind === 'timeout'
+            ? new SidecarError('upstream-timeout', {
+                detail: `The request was sent but the upstream did not answer in time; it may have executed. ${consequence}`,
+                cause: result.error,
+              })
+            : new SidecarError('upstream-reset', {
+                detail: `The request was sent but the upstream closed the connection before answering; it may have executed. ${consequence}`,
+                cause: result.error,
+              }),
+        );
+      }
     }
   }
 
@@ -397,7 +419,7 @@ function inFlight(waited: boolean): EngineResult {
   );
 }
 
-function problem(outcome: GuardOutcome, error: SidecarError): EngineResult {
+function problem(outcome: GuardOutcome, error: SidecarError): Extract<EngineResult, { kind: 'problem' }> {
   return { kind: 'problem', outcome, error };
 }
 

@@ -29,6 +29,10 @@ export function keyHash(key: string): string {
   return createHash('sha256').update(key).digest('hex').slice(0, 16);
 }
 
+function roundMs(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
 function errorText(error: unknown): string | undefined {
   if (error === undefined) return undefined;
   if (error instanceof Error) {
@@ -43,13 +47,15 @@ export function logEvents(logger: Logger): () => void {
   const onRequest = (message: unknown): void => {
     const event = message as RequestEvent;
     const line = {
+      requestId: event.requestId,
       method: event.method,
       path: event.path,
       outcome: event.outcome,
       status: event.status,
       tenant: event.tenant,
       keyHash: event.key === undefined ? undefined : keyHash(event.key),
-      durationMs: Math.round(event.durationMs * 100) / 100,
+      durationMs: roundMs(event.durationMs),
+      upstreamMs: event.upstreamMs === undefined ? undefined : roundMs(event.upstreamMs),
       problem: event.problem,
       error: errorText(event.error),
     };
@@ -60,6 +66,8 @@ export function logEvents(logger: Logger): () => void {
     const event = message as UnknownOutcomeEvent;
     logger.error(
       {
+        alert: 'unknown_outcome',
+        requestId: event.requestId,
         tenant: event.scope.tenant,
         keyHash: keyHash(event.scope.key),
         fingerprint: event.fingerprint,

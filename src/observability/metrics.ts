@@ -6,8 +6,8 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import client from 'prom-client';
 import { channels, type LeaseLostEvent, type StoreErrorEvent, type UnknownOutcomeEvent } from '../engine/events';
-import type { RecordStore, Upstream, UpstreamResult } from '../engine/ports';
-import { requestChannel, type RequestEvent, type RequestOutcome } from '../proxy/events';
+import type { Lease, LockProvider, RecordStore, Upstream, UpstreamResult } from '../engine/ports';
+import { guardedChannel, requestChannel, type GuardedPhaseEvent, type RequestEvent, type RequestOutcome } from '../proxy/events';
 
 /** Every outcome the contract names, so each series exists (at 0) from the first scrape. */
 export const OUTCOMES: readonly RequestOutcome[] = [
@@ -66,6 +66,18 @@ export class SidecarMetrics {
     labelNames: ['reason', 'action'] as const,
     registers: [this.registry],
   });
+  readonly lockWait = new client.Histogram({
+    name: 'idempotency_lock_wait_seconds',
+    help: 'Time to take (or be refused) a per-key lock, by result (acquired, held, error).',
+    labelNames: ['result'] as const,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly guardedInFlight = new client.Gauge({
+    name: 'idempotency_guarded_in_flight',
+    help: 'Guarded requests inside the engine right now (reading, waiting, forwarding or settling).',
+    registers: [this.registry],
+  });
   readonly fencedCompletions = new client.Counter({
     name: 'idempotency_fenced_completions_total',
     help: 'Responses not stored because another request owned the key by then.',
@@ -88,6 +100,7 @@ export class SidecarMetrics {
         (m) => this.unknownOutcomes.inc({ reason: (m as UnknownOutcomeEvent).reason, action: (m as UnknownOutcomeEvent).action }),
       ],
       [channels.fencedCompletion, () => this.fencedCompletions.inc()],
+      [guardedChannel, (m) => ((m as GuardedPhaseEvent).phase === 'start' ? this.guardedInFlight.inc() : this.guardedInFlight.dec())],
     ];
     for (const [channel, handler] of subscriptions) channel.subscribe(handler);
     return () => {
@@ -109,6 +122,25 @@ export class SidecarMetrics {
         stop({ result: result.kind });
         return result;
       },
+    };
+  }
+
+  /** The lock port, each acquisition timed. */
+  timeLocks(locks: LockProvider): LockProvider {
+    const histogram = this.lockWait;
+    return {
+      async acquire(resource, ttlMs): Promise<Lease | null> {
+        const stop = histogram.startTimer();
+        try {
+          const lease = await locks.acquire(resource, ttlMs);
+          stop({ result: lease ? 'acquired' : 'held' });
+          return lease;
+        } catch (error) {
+          stop({ result: 'error' });
+          throw error;
+        }
+      },
+      close: () => locks.close(),
     };
   }
 

@@ -3,6 +3,7 @@
  * reads the body into the fingerprint, and hands the rest to the engine. What is not guarded is
  * streamed through untouched.
  */
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { ResolvedRoute } from '../config/routes';
@@ -12,7 +13,7 @@ import type { EngineResult, IdempotencyEngine } from '../engine/idempotency-engi
 import { keyFromJsonBody } from '../engine/json-pointer';
 import { parseIdempotencyKey, validateKey } from '../engine/key';
 import { tenantId } from '../engine/tenant';
-import { requestChannel, type RequestEvent, type RequestOutcome } from './events';
+import { guardedChannel, requestChannel, type RequestEvent, type RequestOutcome } from './events';
 import { endToEndPairs } from './headers';
 import type { PassThrough } from './passthrough';
 import { sendProblem } from './problem';
@@ -69,9 +70,10 @@ async function handleRequest(deps: ProxyServerDependencies, req: http.IncomingMe
   const target = req.url ?? '/';
   const queryAt = target.indexOf('?');
   const path = queryAt === -1 ? target : target.slice(0, queryAt);
-  const report = (event: Omit<RequestEvent, 'method' | 'path' | 'durationMs'>): void => {
+  const requestId = requestIdOf(req);
+  const report = (event: Omit<RequestEvent, 'requestId' | 'method' | 'path' | 'durationMs'>): void => {
     if (requestChannel.hasSubscribers) {
-      requestChannel.publish({ method, path, durationMs: performance.now() - started, ...event } satisfies RequestEvent);
+      requestChannel.publish({ requestId, method, path, durationMs: performance.now() - started, ...event } satisfies RequestEvent);
     }
   };
   const refuse = (error: SidecarError, outcome: RequestOutcome, extra: Partial<RequestEvent> = {}): void => {
@@ -132,8 +134,10 @@ async function handleRequest(deps: ProxyServerDependencies, req: http.IncomingMe
 
   const tenant = tenantId(deps.tenantHeaders.map((name) => req.headersDistinct[name]?.join(', ')));
   let result: EngineResult;
+  publishGuarded('start');
   try {
     result = await deps.engine.handle({
+      requestId,
       scope: { tenant, key },
       fingerprint: fingerprint.digest(),
       upstream: { method, path: target, headers: endToEndPairs(req.rawHeaders), body },
@@ -146,24 +150,37 @@ async function handleRequest(deps: ProxyServerDependencies, req: http.IncomingMe
       'upstream_error',
       { tenant, key, error },
     );
+  } finally {
+    publishGuarded('end');
   }
 
   switch (result.kind) {
     case 'executed':
       writeStoredResponse(res, result.response, false);
-      report({ outcome: 'executed', status: result.response.status, tenant, key });
+      report({ outcome: 'executed', status: result.response.status, tenant, key, upstreamMs: result.upstreamMs });
       return;
     case 'replayed':
       writeStoredResponse(res, result.response, true);
       report({ outcome: 'replayed', status: result.response.status, tenant, key });
       return;
     case 'problem':
-      return refuse(result.error, result.outcome, { tenant, key, error: result.error.cause });
+      return refuse(result.error, result.outcome, { tenant, key, error: result.error.cause, upstreamMs: result.upstreamMs });
     case 'unguarded':
       deps.passThrough.web(req, res, body);
       report({ outcome: 'unavailable', tenant, key });
       return;
   }
+}
+
+/** The caller's X-Request-Id when it is a sane token (so logs join across services), else a new one. */
+function requestIdOf(req: http.IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  if (typeof given === 'string' && /^[\x21-\x7e]{1,128}$/.test(given)) return given;
+  return randomUUID();
+}
+
+function publishGuarded(phase: 'start' | 'end'): void {
+  if (guardedChannel.hasSubscribers) guardedChannel.publish({ phase });
 }
 
 function keyFromHeader(req: http.IncomingMessage, headerName: string): KeyLookup {

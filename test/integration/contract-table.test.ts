@@ -530,6 +530,34 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
       expect(count('replayed')).toBeGreaterThanOrEqual(1);
       expect(text).toMatch(/^idempotency_upstream_duration_seconds_bucket\{/m);
       expect(text).toMatch(/^idempotency_store_duration_seconds_bucket\{/m);
+      expect(text).toMatch(/^idempotency_lock_wait_seconds_bucket\{.*result="acquired"/m);
+      expect(text).toMatch(/^idempotency_guarded_in_flight \d+$/m);
+      expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
+      expect(upstream.countKey(key)).toBe(1);
+    });
+
+    test('one log line per guarded request: request id, outcome, status, timings, the key hashed, no credentials', async () => {
+      const key = freshKey();
+      const requestId = freshKey('req');
+      await send(sidecar.url, '/payments', { key, body: '{"card":"card-4000056655665556"}', headers: { authorization: 'Bearer very-secret-token', 'x-request-id': requestId } });
+      await sleep(50);
+      const line = sidecar.logs().find((l) => l['requestId'] === requestId);
+      expect(line).toMatchObject({
+        level: 'info',
+        msg: 'request',
+        method: 'POST',
+        path: '/payments',
+        outcome: 'executed',
+        status: 201,
+        tenant: expect.stringMatching(/^[0-9a-f]{16}$/),
+        keyHash: expect.stringMatching(/^[0-9a-f]{16}$/),
+        durationMs: expect.any(Number),
+        upstreamMs: expect.any(Number),
+      });
+      const all = sidecar.output();
+      expect(all).not.toContain(key);
+      expect(all).not.toContain('very-secret-token');
+      expect(all).not.toContain('card-4000056655665556');
       expect(upstream.countKey(key)).toBe(1);
     });
 

@@ -47,6 +47,7 @@ let counter = 0;
 function request(concurrent: 'reject' | 'wait' = 'reject'): GuardedRequest {
   counter++;
   return {
+    requestId: `req-${counter}`,
     scope: { tenant: 't1', key: `key-${counter}` },
     fingerprint: 'fp',
     upstream: { method: 'POST', path: '/payments', headers: [], body: Buffer.from('{}') },
