@@ -5,9 +5,11 @@
  */
 import { ConfigError } from './errors';
 import { formatHelp, loadConfig, parseCommandLine, redactConfig, unknownEnvironmentVariables } from './config/load';
+import { suggest } from './config/schema';
 import type { Config } from './config/settings';
-import { startSidecar } from './main';
+import { runHealthcheck } from './healthcheck';
 import { createLogger } from './observability/logger';
+import { runWebhook } from './webhook/command';
 
 const PROGRAM = 'idempotency-sidecar';
 
@@ -22,10 +24,31 @@ function fail(problems: readonly string[]): never {
   process.exit(2);
 }
 
+/** Subcommands: the first argument when it names one; without one the program is the proxy. */
+const COMMANDS = {
+  webhook: 'the Kubernetes admission webhook that injects the sidecar into annotated pods',
+  healthcheck: "exit 0 when this container's sidecar answers GET /healthz with 200, else 1 (the image's HEALTHCHECK)",
+} as const;
+
+const COMMANDS_HELP = [
+  '',
+  'Commands (the first argument; each has its own --help; none runs the proxy):',
+  ...Object.entries(COMMANDS).map(([name, meaning]) => `  ${name.padEnd(20)}${meaning}`),
+  '',
+].join('\n');
+
 export function main(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): void {
+  const [first, ...rest] = argv;
+  if (first === 'webhook') return runWebhook(rest, env, version());
+  if (first === 'healthcheck') return runHealthcheck(rest, env);
+  if (first !== undefined && /^[a-z][a-z-]*$/.test(first)) {
+    const hint = suggest(first, Object.keys(COMMANDS));
+    fail([`command line: ${JSON.stringify(first)} is not a command${hint === undefined ? '' : `; did you mean ${hint}?`} (commands: ${Object.keys(COMMANDS).join(', ')}; none runs the proxy)`]);
+  }
+
   const commandLine = parseCommandLine(argv);
   if (commandLine.action === 'help') {
-    process.stdout.write(formatHelp());
+    process.stdout.write(formatHelp() + COMMANDS_HELP);
     return;
   }
   if (commandLine.action === 'version') {
@@ -49,7 +72,8 @@ export function main(argv: readonly string[] = process.argv.slice(2), env: NodeJ
   const unknown = unknownEnvironmentVariables(env);
   if (unknown.length > 0) logger.warn({ variables: unknown }, 'environment variables that name no setting are ignored; check their spelling');
 
-  startSidecar(config, logger).then(
+  // Loaded here, not at the top: the healthcheck runs every few seconds and needs none of it.
+  import('./main').then(({ startSidecar }) => startSidecar(config, logger)).then(
     (running) => {
       let stopping = false;
       const stop = (signal: NodeJS.Signals): void => {

@@ -1,0 +1,153 @@
+/**
+ * Runs `idempotency-sidecar webhook` as its own OS process through the package's bin, as the
+ * chart's Deployment does, and talks to it over HTTPS with a chosen CA: new connection per
+ * request, so a test sees the certificate the server serves now.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import tls from 'node:tls';
+import { freePort } from './free-port';
+
+const BIN = path.resolve(__dirname, '..', '..', 'bin', 'idempotency-sidecar.js');
+
+export interface WebhookProcess {
+  readonly url: string;
+  readonly port: number;
+  readonly process: ChildProcess;
+  /** Everything the process wrote, stdout and stderr, so far. */
+  output(): string;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export interface WebhookOptions {
+  /** IDEMPOTENCY_WEBHOOK_* variables; the port and host are set here. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly args?: readonly string[];
+  /** The CA that signed the serving certificate, to wait for readiness over HTTPS. */
+  readonly ca: Buffer;
+}
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/** A `sh` that kills the webhook when this process's end closes its pipe, whatever ended it (see sidecar-process.ts). */
+function startWatchdog(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  const watchdog = spawn('sh', ['-c', 'read _ignored; kill -9 "$1" 2>/dev/null', 'webhook-watchdog', String(child.pid)], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true,
+  });
+  watchdog.on('error', () => undefined);
+  watchdog.stdin?.on('error', () => undefined);
+  watchdog.unref();
+  if (watchdog.stdin instanceof net.Socket) watchdog.stdin.unref();
+  child.once('exit', () => watchdog.kill('SIGKILL'));
+}
+
+export interface HttpsReply {
+  readonly status: number;
+  readonly body: string;
+  json(): Record<string, unknown>;
+}
+
+/** One request on a new connection that trusts only `ca` (unset: the system's CAs). */
+export function httpsRequest(
+  url: string,
+  options: { readonly method?: string; readonly body?: string | Buffer; readonly ca?: Buffer; readonly timeoutMs?: number } = {},
+): Promise<HttpsReply> {
+  return new Promise((resolve, reject) => {
+    const request = https.request(
+      url,
+      {
+        method: options.method ?? 'GET',
+        agent: false,
+        ...(options.ca === undefined ? {} : { ca: options.ca }),
+        headers: options.body === undefined ? {} : { 'content-type': 'application/json' },
+        timeout: options.timeoutMs ?? 5_000,
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: response.statusCode ?? 0, body, json: () => JSON.parse(body) as Record<string, unknown> });
+        });
+        response.on('error', reject);
+      },
+    );
+    request.on('timeout', () => request.destroy(new Error('timed out')));
+    request.on('error', reject);
+    request.end(options.body);
+  });
+}
+
+/** The certificate a new TLS connection that trusts `ca` is served (serial number, upper-case hex). */
+export function servedCertificateSerial(port: number, ca: Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, ca }, () => {
+      const serial = socket.getPeerCertificate().serialNumber;
+      socket.end();
+      resolve(serial.toUpperCase());
+    });
+    socket.on('error', reject);
+  });
+}
+
+export async function startWebhookProcess(options: WebhookOptions): Promise<WebhookProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [BIN, 'webhook', ...(options.args ?? [])], {
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      IDEMPOTENCY_WEBHOOK_PORT: String(port),
+      IDEMPOTENCY_WEBHOOK_HOST: '127.0.0.1',
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  startWatchdog(child);
+  let captured = '';
+  child.stdout?.on('data', (chunk: Buffer) => (captured += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (captured += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      live.delete(child);
+      resolve(code);
+    }),
+  );
+
+  const url = `https://127.0.0.1:${port}`;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`webhook exited with ${child.exitCode} before it was ready:\n${captured}`);
+    try {
+      if ((await httpsRequest(`${url}/healthz`, { ca: options.ca, timeoutMs: 1_000 })).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`webhook did not become healthy within 15 s:\n${captured}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+
+  return {
+    url,
+    port,
+    process: child,
+    output: () => captured,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
