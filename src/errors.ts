@@ -15,6 +15,7 @@ export type ProblemCode =
   | 'outcome-unknown'
   | 'lease-lost'
   | 'store-unavailable'
+  | 'response-not-recorded'
   | 'upstream-unreachable'
   | 'upstream-timeout'
   | 'upstream-reset'
@@ -35,6 +36,7 @@ const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
   'outcome-unknown': { status: 409, title: 'Outcome of the original request is unknown' },
   'lease-lost': { status: 409, title: 'This request lost its idempotency key while the upstream worked' },
   'store-unavailable': { status: 503, title: 'Idempotency record store unavailable' },
+  'response-not-recorded': { status: 503, title: 'The upstream answered, but the response is not recorded yet' },
   'upstream-unreachable': { status: 502, title: 'Upstream unreachable' },
   'upstream-timeout': { status: 504, title: 'Upstream timed out' },
   'upstream-reset': { status: 502, title: 'Upstream closed the connection' },

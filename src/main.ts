@@ -141,7 +141,12 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
       // Keep-alive connections that go idle during the drain are closed as they do.
       const idleSweep = setInterval(() => proxy.server.closeIdleConnections(), 100);
       const grace = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownGraceMs).unref());
-      const drained = await Promise.race([Promise.all([proxyClosed, proxy.settled()]).then(() => 'drained' as const), grace]);
+      // In flight means requests still being handled, and responses still being written to a
+      // store that blinked (the engine retries those after answering).
+      const drained = await Promise.race([
+        Promise.all([proxyClosed, proxy.settled().then(() => engine.settled())]).then(() => 'drained' as const),
+        grace,
+      ]);
       clearInterval(idleSweep);
       if (drained === 'timeout') {
         logger.warn({ graceMs: config.shutdownGraceMs }, 'grace period over: closing the connections still open');

@@ -93,8 +93,12 @@ const STORE_RETRY_AFTER_SECONDS = 1;
 /** Backoff between retries of a store write after the upstream answered. */
 const SETTLE_RETRY_FIRST_MS = 50;
 const SETTLE_RETRY_MAX_MS = 1_000;
+const BACKGROUND_RETRY_MAX_MS = 100;
 
 export class IdempotencyEngine {
+  /** Settle writes that outlived their request (the store was down); see persistLater(). */
+  private readonly pendingWrites = new Set<Promise<void>>();
+
   constructor(
     private readonly deps: EngineDependencies,
     private readonly settings: EngineSettings,
@@ -250,12 +254,29 @@ export class IdempotencyEngine {
       case 'response': {
         const { response } = result;
         if (this.settings.releaseStatuses.has(response.status)) {
-          await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token));
+          await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token), request.ttlMs);
           return { kind: 'executed', outcome: 'executed', response, stored: false };
         }
-        const stored = await this.settle(request.scope, 'complete', () =>
-          this.deps.store.complete(request.scope, lease.token, response, request.ttlMs),
+        const stored = await this.settle(
+          request.scope,
+          'complete',
+          () => this.deps.store.complete(request.scope, lease.token, response, request.ttlMs),
+          request.ttlMs,
         );
+        if (stored === undefined) {
+          // The store stayed down past the retry budget. A response given to the client now
+          // would be one its retry cannot get (the record still says in flight, then unknown):
+          // the write goes on in the background until the store is back, and the client is
+          // sent to fetch the response from the record then.
+          return problem(
+            'unavailable',
+            new SidecarError('response-not-recorded', {
+              detail:
+                'The upstream answered, but the record store could not record the response yet. It is recorded as soon as the store is back: retry later with the same key to get it.',
+              retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
+            }),
+          );
+        }
         if (stored === false) {
           // Fenced off: our lease ran out during the call (a pause, a partition) and the key
           // now belongs to another request (possible only under onUnknown=release, or after an
@@ -274,7 +295,7 @@ export class IdempotencyEngine {
         return { kind: 'executed', outcome: 'executed', response, stored: stored === true };
       }
       case 'refused':
-        await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token));
+        await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token), request.ttlMs);
         return problem(
           'upstream_error',
           new SidecarError('upstream-unreachable', {
@@ -285,10 +306,11 @@ export class IdempotencyEngine {
       case 'timeout':
       case 'reset': {
         const action = this.settings.onUnknown;
-        await this.settle(request.scope, action === 'hold' ? 'mark-unknown' : 'release', () =>
-          action === 'hold'
-            ? this.deps.store.markUnknown(request.scope, lease.token)
-            : this.deps.store.release(request.scope, lease.token),
+        await this.settle(
+          request.scope,
+          action === 'hold' ? 'mark-unknown' : 'release',
+          () => (action === 'hold' ? this.deps.store.markUnknown(request.scope, lease.token) : this.deps.store.release(request.scope, lease.token)),
+          request.ttlMs,
         );
         publish(channels.unknownOutcome, {
           requestId: request.requestId,
@@ -323,12 +345,23 @@ export class IdempotencyEngine {
   /**
    * A store write after the upstream has answered. The writes are idempotent for their owner, so
    * a store that is briefly unreachable is retried with backoff for up to one lock TTL (the lease
-   * is being renewed meanwhile): a response that reaches the client should be in the record too.
-   * If the store stays down, the client still gets its response; the record stays in flight
-   * until its lease ends, then counts as unknown.
+   * is renewed meanwhile) while the client waits. If the store is still down, undefined is
+   * returned and the write goes on in the background (see persistLater) until it lands, is
+   * fenced off, or the record's TTL has passed.
    */
-  private async settle(scope: RecordScope, operation: string, write: () => Promise<boolean>): Promise<boolean | undefined> {
-    const giveUpAt = Date.now() + this.settings.lockTtlMs;
+  private async settle(scope: RecordScope, operation: string, write: () => Promise<boolean>, ttlMs: number): Promise<boolean | undefined> {
+    const outcome = await this.retryWrite(scope, operation, write, Date.now() + this.settings.lockTtlMs);
+    if (outcome === undefined) this.persistLater(scope, operation, write, Date.now() + ttlMs);
+    return outcome;
+  }
+
+  private async retryWrite(
+    scope: RecordScope,
+    operation: string,
+    write: () => Promise<boolean>,
+    giveUpAt: number,
+    maxBackoffMs = SETTLE_RETRY_MAX_MS,
+  ): Promise<boolean | undefined> {
     let backoffMs = SETTLE_RETRY_FIRST_MS;
     for (;;) {
       try {
@@ -337,9 +370,26 @@ export class IdempotencyEngine {
         publish(channels.storeError, { scope, operation, error });
         if (!(error instanceof StoreUnavailableError) || Date.now() + backoffMs >= giveUpAt) return undefined;
         await sleep(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, SETTLE_RETRY_MAX_MS);
+        backoffMs = Math.min(backoffMs * 2, maxBackoffMs);
       }
     }
+  }
+
+  /** Keeps retrying a settle write after the request has been answered; see settled(). */
+  private persistLater(scope: RecordScope, operation: string, write: () => Promise<boolean>, giveUpAt: number): void {
+    // A short backoff: the write should land before a retry of the client's does, or that retry
+    // finds the lease expired and the key unknown until the write resolves it.
+    const pending = this.retryWrite(scope, operation, write, giveUpAt, BACKGROUND_RETRY_MAX_MS).then(() => undefined);
+    this.pendingWrites.add(pending);
+    void pending.finally(() => this.pendingWrites.delete(pending));
+  }
+
+  /**
+   * Resolves when the settle writes still retrying in the background have landed or given up:
+   * a graceful shutdown waits for this (within its grace period) so that responses are recorded.
+   */
+  async settled(): Promise<void> {
+    while (this.pendingWrites.size > 0) await Promise.allSettled([...this.pendingWrites]);
   }
 
   /** Renews the lock and the record's lease every third of the lease while the upstream works. */

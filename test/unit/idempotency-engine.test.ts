@@ -317,22 +317,32 @@ describe('IdempotencyEngine', () => {
     expect(upstream.calls).toBe(1);
   });
 
-  test('a store down for good after the upstream answered still gives the client its response', async () => {
-    const failing: RecordStore = Object.assign(Object.create(store) as RecordStore, {
-      complete: async () => {
-        throw new StoreUnavailableError('store went away');
+  test('a store down past the retry budget: 503 response-not-recorded, then the write lands in the background and the retry replays', async () => {
+    let storeUp = false;
+    const down: RecordStore = Object.assign(Object.create(store) as RecordStore, {
+      complete: async (...args: Parameters<RecordStore['complete']>) => {
+        if (!storeUp) throw new StoreUnavailableError('store down');
+        return store.complete(...args);
       },
     });
     const errors: unknown[] = [];
     const onError = (event: unknown): void => void errors.push(event);
     channels.storeError.subscribe(onError);
     try {
-      const upstream = new ScriptedUpstream(respondAfter(0));
-      const result = await engine(upstream, {}, failing).handle(request());
-      expect(result).toMatchObject({ kind: 'executed', stored: false, response: { status: 201 } });
-      // Retried with backoff within one lock TTL (150 ms here), then given up.
+      const upstream = new ScriptedUpstream(respondAfter(0, created('{"id":"pay_kept"}')));
+      const subject = engine(upstream, {}, down);
+      const first = request();
+      // The client is not handed a response its retry could not get.
+      expect(await subject.handle(first)).toMatchObject({
+        kind: 'problem',
+        outcome: 'unavailable',
+        error: { code: 'response-not-recorded', status: 503, retryAfterSeconds: 1 },
+      });
       expect(errors.length).toBeGreaterThanOrEqual(2);
-      expect(errors).toEqual(errors.map(() => expect.objectContaining({ operation: 'complete' })));
+      storeUp = true;
+      await subject.settled();
+      const retry = await subject.handle(same(first));
+      expect(retry.kind === 'replayed' && retry.response.body.toString()).toBe('{"id":"pay_kept"}');
       expect(upstream.calls).toBe(1);
     } finally {
       channels.storeError.unsubscribe(onError);
