@@ -16,7 +16,6 @@ import { PassThrough } from './proxy/passthrough';
 import { createProxyServer } from './proxy/proxy-server';
 import { UpstreamClient } from './proxy/upstream-client';
 import { lockResource } from './store/keys';
-import { MemoryLockProvider } from './store/memory-lock';
 import { MemoryRecordStore } from './store/memory-store';
 import { createRedisClient, createRedisCluster } from './store/redis-connection';
 import { RedisRecordStore } from './store/redis-store';
@@ -31,7 +30,8 @@ export interface RunningSidecar {
 
 interface Backends {
   readonly store: RecordStore;
-  readonly locks: LockProvider;
+  /** Only for a Redlock quorum apart from the store; otherwise the store's claim is the lock. */
+  readonly locks?: LockProvider;
   readonly close: () => Promise<void>;
 }
 
@@ -42,21 +42,24 @@ function createBackends(config: Config, logger: Logger): Backends {
       { setting: 'IDEMPOTENCY_REDIS_URL' },
       'no Redis configured: records are kept in this process only; run ONE replica, or set IDEMPOTENCY_REDIS_URL so replicas share records',
     );
-    // The schema refuses IDEMPOTENCY_REDLOCK_URLS without a Redis store, so locks are in process too.
+    // The schema refuses IDEMPOTENCY_REDLOCK_URLS without a Redis store: the claim is the lock.
     const store = new MemoryRecordStore();
-    const locks = new MemoryLockProvider();
-    return { store, locks, close: async () => Promise.all([store.close(), locks.close()]).then(() => undefined) };
+    return { store, close: () => store.close() };
   }
   const client =
     config.redisClusterNodes !== undefined
       ? createRedisCluster(config.redisClusterNodes, { ...connectionOptions, name: 'store' })
       : createRedisClient(config.redisUrl as string, { ...connectionOptions, name: 'store' });
   const store = new RedisRecordStore(client, connectionOptions);
-  // Without a separate quorum the locks live on the record store itself, in the record's slot.
-  const lockClients = config.redlockUrls
-    ? config.redlockUrls.map((url, i) => createRedisClient(url, { ...connectionOptions, name: `lock-${i}` }))
-    : [client];
-  const locks = new RedlockLockProvider(lockClients, connectionOptions);
+  if (config.redlockUrls === undefined) {
+    // One store: its atomic claim takes the key with a token and a lease, which is what a
+    // one-instance Redlock would do with SET NX, so a separate lock would only cost round trips.
+    return { store, close: () => store.close() };
+  }
+  const locks = new RedlockLockProvider(
+    config.redlockUrls.map((url, i) => createRedisClient(url, { ...connectionOptions, name: `lock-${i}` })),
+    connectionOptions,
+  );
   return {
     store,
     locks,
@@ -94,7 +97,12 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
   const upstream = new UpstreamClient({ origin: config.upstream, timeoutMs: config.upstreamTimeoutMs });
   const passThrough = new PassThrough(config.upstream, config.upstreamTimeoutMs);
   const engine = new IdempotencyEngine(
-    { store, locks: metrics.timeLocks(backends.locks), upstream: metrics.timeUpstream(upstream), lockResource },
+    {
+      store,
+      ...(backends.locks ? { locks: metrics.timeLocks(backends.locks) } : {}),
+      upstream: metrics.timeUpstream(upstream),
+      lockResource,
+    },
     {
       lockTtlMs: config.lockTtlMs,
       waitTimeoutMs: config.waitTimeoutMs,

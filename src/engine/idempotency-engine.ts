@@ -9,9 +9,20 @@
  *   3. forward, renewing lock and lease while the upstream works;
  *   4. store the response (fenced by the lock token), or release / hold the key.
  */
+import { randomUUID } from 'node:crypto';
 import { SidecarError, StoreUnavailableError } from '../errors';
 import { channels, publish } from './events';
-import type { Lease, LockProvider, OnUnknown, RecordStore, RecordWatch, Upstream, UpstreamRequest, UpstreamResult } from './ports';
+import type {
+  ClaimResult,
+  Lease,
+  LockProvider,
+  OnUnknown,
+  RecordStore,
+  RecordWatch,
+  Upstream,
+  UpstreamRequest,
+  UpstreamResult,
+} from './ports';
 import type { IdempotencyRecord, RecordScope, StoredResponse } from './record';
 
 export type ConcurrentMode = 'reject' | 'wait';
@@ -26,7 +37,12 @@ export interface EngineSettings {
 
 export interface EngineDependencies {
   readonly store: RecordStore;
-  readonly locks: LockProvider;
+  /**
+   * The per-key locks of a Redlock quorum on masters other than the record store. Absent when the
+   * locks would live on the record store itself: its atomic claim (absent -> in flight, with a
+   * token and a lease) is then the lock, in the same round trip, as Redlock's SET NX would be.
+   */
+  readonly locks?: LockProvider;
   readonly upstream: Upstream;
   /** The lock's resource name for a scope (store/keys.ts), so lock and record share a slot. */
   readonly lockResource: (scope: RecordScope) => string;
@@ -94,6 +110,13 @@ const STORE_RETRY_AFTER_SECONDS = 1;
 const SETTLE_RETRY_FIRST_MS = 50;
 const SETTLE_RETRY_MAX_MS = 1_000;
 const BACKGROUND_RETRY_MAX_MS = 100;
+/**
+ * How long a lapsed lease is given, from the first claim that sees it, before it is judged
+ * (ClaimRequest.expiryGraceMs): ten times the background writer's retry interval, so an owner
+ * that lost its store for a while lands its result first. A crashed owner's key is judged this
+ * much later. At most one lock TTL.
+ */
+const EXPIRED_LEASE_GRACE_MS = 1_000;
 
 export class IdempotencyEngine {
   /** Settle writes that outlived their request (the store was down); see persistLater(). */
@@ -179,9 +202,10 @@ export class IdempotencyEngine {
     return { kind: 'result', result: this.storeUnavailable(error) };
   }
 
-  /** One pass of read, lock, claim. Throws StoreUnavailableError. */
+  /** One pass of claim, or of read, lock and claim with a separate quorum. Throws StoreUnavailableError. */
   private async attempt(request: GuardedRequest): Promise<Attempt> {
     const { store, locks } = this.deps;
+    if (locks === undefined) return this.claimAsLock(request);
     const existing = await store.read(request.scope);
     if (existing) {
       const decided = decideExisting(existing, request.fingerprint);
@@ -199,19 +223,50 @@ export class IdempotencyEngine {
     }
 
     try {
-      const claim = await store.claim(request.scope, {
-        fingerprint: request.fingerprint,
-        token: lease.token,
-        leaseMs: this.settings.lockTtlMs,
-        ttlMs: request.ttlMs,
-        onExpiredLease: this.settings.onUnknown,
-      });
+      const claim = await this.claimRecord(request, lease.token);
       if (claim.claimed) return { kind: 'owned', lease };
       await lease.release();
       const decided = decideExisting(claim.record, request.fingerprint);
       return decided ? { kind: 'result', result: decided } : { kind: 'in_flight' };
     } catch (error) {
       await lease.release();
+      throw error;
+    }
+  }
+
+  /**
+   * The record store holds the lock too: one script claims the key or returns its record. A new
+   * key costs this round trip and the completion's; a replay or an in-flight duplicate, this one.
+   */
+  private async claimAsLock(request: GuardedRequest): Promise<Attempt> {
+    const token = randomUUID();
+    const claim = await this.claimRecord(request, token);
+    if (claim.claimed) return { kind: 'owned', lease: recordLease(token) };
+    const decided = decideExisting(claim.record, request.fingerprint);
+    return decided ? { kind: 'result', result: decided } : { kind: 'in_flight' };
+  }
+
+  /**
+   * The claim script. A claim that timed out may still be applied later (a frozen Redis runs it
+   * when it wakes): it would leave the key in flight with nobody forwarding it, then unknown. So a
+   * failed claim is undone in the background by a release fenced by its own token, which does
+   * nothing if the claim never landed or the key is someone else's.
+   */
+  private async claimRecord(request: GuardedRequest, token: string): Promise<ClaimResult> {
+    try {
+      return await this.deps.store.claim(request.scope, {
+        fingerprint: request.fingerprint,
+        token,
+        leaseMs: this.settings.lockTtlMs,
+        ttlMs: request.ttlMs,
+        onExpiredLease: this.settings.onUnknown,
+        expiryGraceMs: Math.min(this.settings.lockTtlMs, EXPIRED_LEASE_GRACE_MS),
+      });
+    } catch (error) {
+      if (error instanceof StoreUnavailableError) {
+        const undo = (): Promise<boolean> => this.deps.store.release(request.scope, token);
+        this.persistLater(request.scope, 'undo-claim', undo, Date.now() + request.ttlMs, false);
+      }
       throw error;
     }
   }
@@ -351,7 +406,8 @@ export class IdempotencyEngine {
    */
   private async settle(scope: RecordScope, operation: string, write: () => Promise<boolean>, ttlMs: number): Promise<boolean | undefined> {
     const outcome = await this.retryWrite(scope, operation, write, Date.now() + this.settings.lockTtlMs);
-    if (outcome === undefined) this.persistLater(scope, operation, write, Date.now() + ttlMs);
+    // Only a response is worth holding a shutdown for; a lapsed release or mark settles itself.
+    if (outcome === undefined) this.persistLater(scope, operation, write, Date.now() + ttlMs, operation === 'complete');
     return outcome;
   }
 
@@ -376,10 +432,17 @@ export class IdempotencyEngine {
   }
 
   /** Keeps retrying a settle write after the request has been answered; see settled(). */
-  private persistLater(scope: RecordScope, operation: string, write: () => Promise<boolean>, giveUpAt: number): void {
+  private persistLater(
+    scope: RecordScope,
+    operation: string,
+    write: () => Promise<boolean>,
+    giveUpAt: number,
+    holdsShutdown: boolean,
+  ): void {
     // A short backoff: the write should land before a retry of the client's does, or that retry
     // finds the lease expired and the key unknown until the write resolves it.
     const pending = this.retryWrite(scope, operation, write, giveUpAt, BACKGROUND_RETRY_MAX_MS).then(() => undefined);
+    if (!holdsShutdown) return;
     this.pendingWrites.add(pending);
     void pending.finally(() => this.pendingWrites.delete(pending));
   }
@@ -421,6 +484,14 @@ export class IdempotencyEngine {
       },
     };
   }
+}
+
+/**
+ * The lease of a key whose lock is its record: renewing is the record's renewal (keepAlive does
+ * it), and settling the record ends it, so there is nothing to extend or release here.
+ */
+function recordLease(token: string): Lease {
+  return { token, extend: async () => true, release: async () => undefined };
 }
 
 type Attempt =

@@ -18,6 +18,13 @@ export interface ClaimRequest {
    * `hold` turns it into `unknown`; `release` deletes it and claims the key anew.
    */
   readonly onExpiredLease: OnUnknown;
+  /**
+   * The expired-lease rule applies only once the lapse has been seen for this long (0 or absent:
+   * at once). The first claim that sees it starts the clock. It gives an owner that could not
+   * renew because the store was unreachable the time to write its result once the store is back,
+   * before a duplicate's claim judges its key unknown (or, under `release`, runs it again).
+   */
+  readonly expiryGraceMs?: number;
 }
 
 export type ClaimResult =

@@ -23,6 +23,8 @@ interface Entry {
   readonly createdAt: number;
   expiresAt: number;
   leaseUntil: number;
+  /** When a claim first saw the lease lapsed (see ClaimRequest.expiryGraceMs). */
+  expiredSeenAt?: number;
   response?: StoredResponse;
 }
 
@@ -56,7 +58,7 @@ export class MemoryRecordStore implements RecordStore {
     const now = this.now();
     const entry = this.live(scope);
     if (entry === undefined) return this.create(scope, request, now);
-    if (entry.state === 'in_flight' && entry.leaseUntil < now) {
+    if (entry.state === 'in_flight' && entry.leaseUntil < now && now - (entry.expiredSeenAt ??= now) >= (request.expiryGraceMs ?? 0)) {
       // The owner stopped renewing (it died or stalled): the upstream may have executed.
       if (request.onExpiredLease === 'release') {
         const claimed = this.create(scope, request, now);
@@ -74,6 +76,7 @@ export class MemoryRecordStore implements RecordStore {
     const entry = this.live(scope);
     if (entry?.state !== 'in_flight' || entry.token !== token) return false;
     entry.leaseUntil = this.now() + leaseMs;
+    delete entry.expiredSeenAt;
     return true;
   }
 

@@ -103,6 +103,7 @@ export class RedisRecordStore implements RecordStore {
       request.onExpiredLease,
       scope.tenant,
       this.keys.channel(scope),
+      String(Math.max(0, Math.round(request.expiryGraceMs ?? 0))),
     ]);
     if (!Array.isArray(reply) || !reply.every(Buffer.isBuffer) || reply.length === 0) {
       throw malformed('claim reply');

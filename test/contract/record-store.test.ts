@@ -228,6 +228,37 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
       await expect(store().renew(scope, 'dead', LONG_LEASE)).resolves.toBe(false);
     });
 
+    test.each(['hold', 'release'] as const)('a lapsed lease is judged only a grace period after it is first seen (%s)', async (onExpiredLease) => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner', { leaseMs: 100 }));
+      await sleep(200);
+      const retry = claimRequest('retry', { onExpiredLease, expiryGraceMs: 400 });
+      // First and second sightings within the grace: still the owner's, still in flight.
+      for (let i = 0; i < 2; i++) {
+        await expect(store().claim(scope, retry)).resolves.toMatchObject({ claimed: false, record: { state: 'in_flight', token: 'owner' } });
+        await sleep(100);
+      }
+      await sleep(300);
+      const judged = await store().claim(scope, retry);
+      if (onExpiredLease === 'hold') expect(judged).toMatchObject({ claimed: false, record: { state: 'unknown', token: 'owner' } });
+      else expect(judged).toEqual({ claimed: true });
+    });
+
+    test('an owner that writes within the grace keeps its key, and a renewal resets the sighting', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner', { leaseMs: 100 }));
+      await sleep(200);
+      const retry = claimRequest('retry', { onExpiredLease: 'release', expiryGraceMs: 300 });
+      await expect(store().claim(scope, retry)).resolves.toMatchObject({ claimed: false });
+      // The owner is back: it renews (which forgets the sighting), lapses again, then completes.
+      await expect(store().renew(scope, 'owner', 100)).resolves.toBe(true);
+      await sleep(350);
+      // A new lapse: a new grace starts now, although the first sighting is older than 300 ms.
+      await expect(store().claim(scope, retry)).resolves.toMatchObject({ claimed: false, record: { state: 'in_flight', token: 'owner' } });
+      await expect(store().complete(scope, 'owner', response({ status: 201 }), LONG_TTL)).resolves.toBe(true);
+      await expect(store().claim(scope, retry)).resolves.toMatchObject({ claimed: false, record: { state: 'completed', response: { status: 201 } } });
+    });
+
     test('a record past its TTL is absent, and its key is new again', async () => {
       const completed = newScope();
       await store().claim(completed, claimRequest('owner', { ttlMs: 300 }));

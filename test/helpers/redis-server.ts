@@ -26,6 +26,18 @@ export interface StartRedisOptions {
    * Cluster, which enforces the same-slot rule (CROSSSLOT) on every multi-key script.
    */
   readonly cluster?: boolean;
+  /**
+   * Durable: `--appendonly yes --appendfsync always` (every write is fsynced before its reply), so
+   * a server stopped or killed and started again with restart() comes back with every write it
+   * acknowledged. Needs `dataDir`. Process variant only.
+   */
+  readonly appendOnly?: boolean;
+  /**
+   * The server's directory, owned by the caller: reused by every start of this handle (restart()
+   * comes back with the data) and never removed by the helper. Unset: a fresh temporary directory
+   * per start, removed when the server stops (a restarted server comes back empty).
+   */
+  readonly dataDir?: string;
 }
 
 export interface RedisHandle {
@@ -42,7 +54,10 @@ export interface RedisHandle {
   pause(): void;
   /** SIGCONT after pause(). Process variant only. */
   resume(): void;
-  /** Stops the server if it runs, then starts it again on the same port (empty: no persistence). */
+  /**
+   * Stops the server if it runs (or starts it again after stop() or kill()) on the same port:
+   * empty without persistence, with its data when started with `appendOnly` and `dataDir`.
+   */
   restart(): Promise<void>;
 }
 
@@ -54,8 +69,14 @@ const NO_REDIS_MESSAGE =
   'or start a Docker engine so that testcontainers can run the redis:7 image.';
 
 export async function startRedis(options: StartRedisOptions = {}): Promise<RedisHandle> {
+  if (options.appendOnly === true && options.dataDir === undefined) {
+    throw new TypeError('startRedis: appendOnly needs a dataDir (a fresh directory per start would drop the data)');
+  }
   const binary = findRedisServer();
   if (binary !== undefined) return startProcess(binary, options);
+  if (options.appendOnly === true || options.dataDir !== undefined) {
+    throw new Error(`startRedis: appendOnly and dataDir need a local redis-server process. ${NO_REDIS_MESSAGE}`);
+  }
   return startContainer(options);
 }
 
@@ -95,6 +116,8 @@ interface Running {
   readonly child: ChildProcess;
   readonly watchdog: ChildProcess;
   readonly dir: string;
+  /** The directory is the caller's (options.dataDir): never removed here. */
+  readonly ownedByCaller: boolean;
 }
 
 async function startProcess(binary: string, options: StartRedisOptions): Promise<RedisHandle> {
@@ -143,13 +166,15 @@ async function startProcess(binary: string, options: StartRedisOptions): Promise
 
 async function spawnServer(binary: string, port: number, options: StartRedisOptions): Promise<Running> {
   // A fresh directory per start: a restarted server comes back empty, as without persistence.
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'idem-redis-'));
-  tempDirs.add(dir);
+  // A caller's directory is reused as is, and stays.
+  const ownedByCaller = options.dataDir !== undefined;
+  const dir = options.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'idem-redis-'));
+  if (!ownedByCaller) tempDirs.add(dir);
   const args = [
     '--port', String(port),
     '--bind', HOST,
     '--save', '',
-    '--appendonly', 'no',
+    ...(options.appendOnly === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
     '--dir', dir,
     '--daemonize', 'no',
     '--logfile', '',
@@ -162,8 +187,10 @@ async function spawnServer(binary: string, port: number, options: StartRedisOpti
   if (child.pid === undefined) {
     // spawn failed (not found, not executable): the reason comes as an 'error' event.
     const [error] = (await once(child, 'error')) as [Error];
-    rmSync(dir, { recursive: true, force: true });
-    tempDirs.delete(dir);
+    if (!ownedByCaller) {
+      rmSync(dir, { recursive: true, force: true });
+      tempDirs.delete(dir);
+    }
     throw new Error(`could not run ${binary}: ${error.message}\n${NO_REDIS_MESSAGE}`, { cause: error });
   }
   child.on('error', () => undefined);
@@ -182,8 +209,8 @@ async function spawnServer(binary: string, port: number, options: StartRedisOpti
   unrefStream(child.stdout);
   unrefStream(child.stderr);
 
-  const watchdog = startWatchdog(child, dir);
-  const server: Running = { child, watchdog, dir };
+  const watchdog = startWatchdog(child, ownedByCaller ? '' : dir);
+  const server: Running = { child, watchdog, dir, ownedByCaller };
   try {
     await waitForPong(port, child, () => log);
     if (options.cluster === true) await assignAllSlots(port);
@@ -195,15 +222,15 @@ async function spawnServer(binary: string, port: number, options: StartRedisOpti
 }
 
 /**
- * A `sh` that kills the server and removes its directory when this process's end of its stdin
- * pipe closes: on a normal exit, a crash or a SIGKILL alike (the kernel closes the pipe).
- * stop() does both itself and kills the watchdog.
+ * A `sh` that kills the server and removes its directory (none when `dir` is empty: a caller's
+ * directory) when this process's end of its stdin pipe closes: on a normal exit, a crash or a
+ * SIGKILL alike (the kernel closes the pipe). stop() does both itself and kills the watchdog.
  */
 function startWatchdog(child: ChildProcess, dir: string): ChildProcess {
   const pid = child.pid;
   if (pid === undefined) throw new Error('redis-server did not start');
   // The pid and the directory are passed as arguments ($1, $2), not spliced into the script.
-  const script = 'read _ignored; kill -9 "$1" 2>/dev/null; sleep 0.2; rm -rf "$2"';
+  const script = 'read _ignored; kill -9 "$1" 2>/dev/null; sleep 0.2; [ -n "$2" ] && rm -rf "$2"';
   const watchdog = spawn('sh', ['-c', script, 'redis-watchdog', String(pid), dir], {
     stdio: ['pipe', 'ignore', 'ignore'],
     detached: true,
@@ -233,8 +260,10 @@ async function terminate(server: Running, how: 'SIGTERM' | 'SIGKILL'): Promise<v
   }
   running.delete(child);
   watchdog.kill('SIGKILL');
-  rmSync(server.dir, { recursive: true, force: true });
-  tempDirs.delete(server.dir);
+  if (!server.ownedByCaller) {
+    rmSync(server.dir, { recursive: true, force: true });
+    tempDirs.delete(server.dir);
+  }
 }
 
 // ---------------------------------------------------------------- a tiny RESP client for set-up

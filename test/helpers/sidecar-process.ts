@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './free-port';
@@ -30,6 +31,18 @@ export interface SidecarOptions {
   /** Written to a temporary file and passed with --config. */
   readonly configYaml?: string;
   readonly args?: readonly string[];
+  /**
+   * Fixed ports, e.g. to start a replica again where its clients expect it after a crash; unset:
+   * free ports.
+   */
+  readonly port?: number;
+  readonly adminPort?: number;
+  /**
+   * Append the process's stdout and stderr to this file (the child writes it directly, so a busy
+   * replica costs this process nothing) instead of keeping them in memory; output() and logs()
+   * then read the file.
+   */
+  readonly logFile?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -37,9 +50,28 @@ process.on('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
+/**
+ * Under Jest a test file's `process` is a copy whose 'exit' never fires, so the hook above does
+ * not cover a worker that dies: a `sh` holding a pipe from this process kills the sidecar when
+ * the pipe closes, whatever ended this process (as test/helpers/redis-server.ts does for Redis).
+ * It is killed itself when the sidecar exits, so it never signals a reused pid.
+ */
+function startWatchdog(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  const watchdog = spawn('sh', ['-c', 'read _ignored; kill -CONT "$1" 2>/dev/null; kill -9 "$1" 2>/dev/null', 'sidecar-watchdog', String(child.pid)], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true,
+  });
+  watchdog.on('error', () => undefined);
+  watchdog.stdin?.on('error', () => undefined);
+  watchdog.unref();
+  if (watchdog.stdin instanceof net.Socket) watchdog.stdin.unref();
+  child.once('exit', () => watchdog.kill('SIGKILL'));
+}
+
 export async function startSidecar(options: SidecarOptions): Promise<SidecarProcess> {
-  const port = await freePort();
-  const adminPort = await freePort();
+  const port = options.port ?? (await freePort());
+  const adminPort = options.adminPort ?? (await freePort());
   const args = [BIN, ...(options.args ?? [])];
   if (options.configYaml !== undefined) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sidecar-config-'));
@@ -47,6 +79,7 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
     fs.writeFileSync(file, options.configYaml);
     args.push('--config', file);
   }
+  const logFd = options.logFile === undefined ? undefined : fs.openSync(options.logFile, 'a');
   const child = spawn(process.execPath, args, {
     env: {
       PATH: process.env['PATH'] ?? '',
@@ -57,12 +90,17 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
       IDEMPOTENCY_LOG_LEVEL: 'info',
       ...options.env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: logFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd],
   });
+  // The child holds its own copy of the descriptor.
+  if (logFd !== undefined) fs.closeSync(logFd);
   live.add(child);
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  startWatchdog(child);
+  let captured = '';
+  child.stdout?.on('data', (chunk: Buffer) => (captured += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (captured += chunk.toString()));
+  const logFile = options.logFile;
+  const readOutput = (): string => (logFile === undefined ? captured : fs.readFileSync(logFile, 'utf8'));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
     live.delete(child);
     resolve(code);
@@ -71,7 +109,7 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
   const adminUrl = `http://127.0.0.1:${adminPort}`;
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode} before it was ready:\n${output}`);
+    if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode} before it was ready:\n${readOutput()}`);
     try {
       const response = await fetch(`${adminUrl}/healthz`);
       if (response.ok) break;
@@ -80,7 +118,7 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`sidecar did not become healthy within 15 s:\n${output}`);
+      throw new Error(`sidecar did not become healthy within 15 s:\n${readOutput()}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -89,9 +127,9 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
     url: `http://127.0.0.1:${port}`,
     adminUrl,
     process: child,
-    output: () => output,
+    output: readOutput,
     logs: () =>
-      output
+      readOutput()
         .split('\n')
         .filter((line) => line.startsWith('{'))
         .map((line) => JSON.parse(line) as Record<string, unknown>),

@@ -530,7 +530,6 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
       expect(count('replayed')).toBeGreaterThanOrEqual(1);
       expect(text).toMatch(/^idempotency_upstream_duration_seconds_bucket\{/m);
       expect(text).toMatch(/^idempotency_store_duration_seconds_bucket\{/m);
-      expect(text).toMatch(/^idempotency_lock_wait_seconds_bucket\{.*result="acquired"/m);
       expect(text).toMatch(/^idempotency_guarded_in_flight \d+$/m);
       expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
       expect(upstream.countKey(key)).toBe(1);

@@ -53,6 +53,8 @@ describe.each([1, 3, 5])('a quorum of %i lock master(s)', (size) => {
     for (const master of masters) expect(await lockKeys(master.url)).toHaveLength(1);
     expect(await lockKeys(store.url)).toHaveLength(0);
     expect((await running).status).toBe(201);
+    const metrics = (await send(sidecar.adminUrl, '/metrics', { method: 'GET' })).body.toString();
+    expect(metrics).toMatch(/^idempotency_lock_wait_seconds_count\{result="acquired"\} [1-9]\d*$/m);
     expect(upstream.countKey(key)).toBe(1);
   });
 

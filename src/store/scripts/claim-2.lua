@@ -11,6 +11,8 @@
   ARGV[5]  onExpiredLease  `hold` or `release`: what an in-flight record whose lease ran out becomes
   ARGV[6]  tenant          the record's member in the index
   ARGV[7]  channel         the record's settle channel (keys.ts)
+  ARGV[8]  graceMs         how long after a lapsed lease is first seen it is judged (0: at once);
+                           the first sighting is kept in the record's `expiredSeenAt` field
 
   Returns  {'claimed'}
        or  {'existing', field1, value1, ...}   (the record as HGETALL returns it)
@@ -27,6 +29,7 @@ local record, index = KEYS[1], KEYS[2]
 local token, fingerprint = ARGV[1], ARGV[2]
 local leaseMs, ttlMs = tonumber(ARGV[3]), tonumber(ARGV[4])
 local onExpiredLease, tenant, channel = ARGV[5], ARGV[6], ARGV[7]
+local graceMs = tonumber(ARGV[8] or '0')
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -52,7 +55,19 @@ if not state then
   return create()
 end
 
-if state == 'in_flight' and tonumber(redis.call('HGET', record, 'leaseUntil')) < now then
+local lapsed = state == 'in_flight' and tonumber(redis.call('HGET', record, 'leaseUntil')) < now
+if lapsed then
+  -- The first claim to see the lapse starts a grace period rather than judging at once: an owner
+  -- whose store was unreachable (so it could not renew) writes its result as soon as the store is
+  -- back, and this claim may be the first thing the store serves after an outage.
+  local seen = tonumber(redis.call('HGET', record, 'expiredSeenAt'))
+  if not seen then
+    seen = now
+    redis.call('HSET', record, 'expiredSeenAt', now)
+  end
+  lapsed = now - seen >= graceMs
+end
+if lapsed then
   -- The owner stopped renewing (it died or stalled): the upstream may have executed.
   if onExpiredLease == 'release' then
     redis.call('DEL', record)

@@ -20,4 +20,6 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', record, 'leaseUntil', now + leaseMs)
+-- A lapse someone saw is over: a later one gets a grace period of its own (see claim-2).
+redis.call('HDEL', record, 'expiredSeenAt')
 return 1
