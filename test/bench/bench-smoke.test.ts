@@ -62,7 +62,7 @@ describe('npm run bench, short form', () => {
         expect([name, summary !== undefined]).toEqual([name, true]);
         if (!summary) continue;
         expect([name, summary.rps > 0, summary.responses > 0]).toEqual([name, true, true]);
-        for (const value of [summary.p50Ms, summary.p99Ms, summary.maxMs, summary.ratioVsPlain, summary.addedP99Ms, summary.peakRssBytes, summary.upstreamCallsPerResponse]) {
+        for (const value of [summary.p50Ms, summary.p99Ms, summary.maxMs, summary.ratioVsPlain, summary.addedP99Ms, summary.peakRssBytes, summary.upstreamCallsPerResponse, summary.cpuMicrosPerRequest['target']]) {
           expect([name, Number.isFinite(value)]).toEqual([name, true]);
         }
         expect(summary.perRound).toHaveLength(1);

@@ -1,0 +1,733 @@
+/**
+ * The benchmark: every process of its own, every scenario run in interleaved rounds, Redis and
+ * memory measured around each run. bench/run.ts is the command line; this module does the work
+ * and returns the report (bench/report.ts prints and writes it).
+ *
+ * Processes: the store Redis and three lock Redis (test/helpers/redis-server.ts), the payment
+ * upstream, the two plain pass-through proxies, two sidecars (one on the store Redis alone, one
+ * with a Redlock quorum of the three lock Redis) and the load generator. Only the harness talks
+ * to all of them, and it is idle while a scenario runs.
+ */
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Agent, request } from 'undici';
+import { type RedisHandle, startRedis } from '../test/helpers/redis-server';
+import { paymentRequestBody } from './payload';
+import {
+  type BenchProcess,
+  cpuSecondsOf,
+  findRepoRoot,
+  forkServer,
+  forkWorker,
+  freePort,
+  machineBusySeconds,
+  memoryOf,
+  resetPeak,
+  sleep,
+  startSidecarProcess,
+} from './processes';
+import { type ProfileSummary, summariseProfile } from './profile';
+import type { KeyMode, LoadJob, LoadResult, WorkerMessage } from './protocol';
+import { type CommandDelta, commandDelta, loadRedlockScriptNames, loadScriptNames, median, RedisProbe, type RedisSnapshot, type TraceResult, traceRoundTrips } from './redis-stats';
+
+export type ScenarioId = 'upstream' | 'http-proxy' | 'undici-proxy' | 'unguarded' | 'first' | 'replay' | 'inflight' | 'redlock';
+type TargetName = 'upstream' | 'httpProxy' | 'undiciProxy' | 'sidecar' | 'redlockSidecar';
+type KeyKind = 'none' | 'unique' | 'replay' | 'inflight';
+
+export interface Scenario {
+  readonly id: ScenarioId;
+  /** The issue's numbering: 1, 2a, 2b, 3 ... 7. */
+  readonly number: string;
+  readonly label: string;
+  readonly target: TargetName;
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  readonly keys: KeyKind;
+  /** The status every response should have. */
+  readonly expectedStatus: (status: number) => boolean;
+}
+
+const ok = (status: number): boolean => status === 200 || status === 201;
+export const SCENARIOS: readonly Scenario[] = [
+  { id: 'upstream', number: '1', label: 'upstream direct', target: 'upstream', method: 'POST', path: '/payments/direct', keys: 'none', expectedStatus: ok },
+  { id: 'http-proxy', number: '2a', label: 'pass-through, http-proxy', target: 'httpProxy', method: 'POST', path: '/payments/http-proxy', keys: 'none', expectedStatus: ok },
+  { id: 'undici-proxy', number: '2b', label: 'pass-through, undici Pool', target: 'undiciProxy', method: 'POST', path: '/payments/undici', keys: 'none', expectedStatus: ok },
+  { id: 'unguarded', number: '3', label: 'sidecar, unguarded GET', target: 'sidecar', method: 'GET', path: '/payments/unguarded', keys: 'none', expectedStatus: ok },
+  { id: 'first', number: '4', label: 'sidecar, guarded first-time', target: 'sidecar', method: 'POST', path: '/payments/first', keys: 'unique', expectedStatus: ok },
+  { id: 'replay', number: '5', label: 'sidecar, replays', target: 'sidecar', method: 'POST', path: '/payments/replay', keys: 'replay', expectedStatus: ok },
+  { id: 'inflight', number: '6', label: 'sidecar, in-flight duplicate 409', target: 'sidecar', method: 'POST', path: '/slow/inflight', keys: 'inflight', expectedStatus: (status) => status === 409 },
+  { id: 'redlock', number: '7', label: 'sidecar + Redlock quorum of 3, first-time', target: 'redlockSidecar', method: 'POST', path: '/payments/redlock', keys: 'unique', expectedStatus: ok },
+];
+
+export interface BenchOptions {
+  /** Seconds per scenario per round. */
+  readonly durationS: number;
+  readonly rounds: number;
+  /** Seconds per scenario of the unmeasured warm-up pass (0: none). */
+  readonly warmupS: number;
+  readonly connections: number;
+  readonly bodySizes: readonly number[];
+  /** Requests of the round-trip trace per sidecar scenario and body size (0: no trace). */
+  readonly traceRequests: number;
+  readonly replayKeys: number;
+  readonly inflightKeys: number;
+  readonly flood: { readonly segments: number; readonly segmentS: number; readonly bodyBytes: number };
+  /** Profile the guarded first-time scenario with --cpu-prof in a separate sidecar. */
+  readonly profile: boolean;
+  readonly seed: number;
+  readonly only?: readonly ScenarioId[];
+  /** Where profiles and logs go (.bench/). */
+  readonly outDir: string;
+  /** Progress lines (stderr). */
+  readonly log: (line: string) => void;
+}
+
+export interface RoundResult {
+  readonly round: number;
+  readonly position: number;
+  readonly load: LoadResult;
+  readonly redis: Readonly<Record<string, CommandDelta>>;
+  readonly upstreamCalls: number;
+  readonly peakRssBytes: number | null;
+  readonly rssBytes: number | null;
+  /**
+   * CPU seconds used during the run: `target` (the process under test), `upstream`, `redis`
+   * (the store) and `locks` (the three lock servers together, Redlock only).
+   */
+  readonly cpuSeconds: Readonly<Record<string, number>>;
+  /**
+   * CPU the rest of the machine used during the run, in cores (busy time of all CPUs less that of
+   * every process of the benchmark, over the run's length): other work on a shared machine, and
+   * kernel time (softirq) no process is charged for. High values mean a noisy measurement.
+   */
+  readonly otherCpuCores: number | null;
+}
+
+export interface CellResult {
+  readonly scenario: ScenarioId;
+  readonly bodyBytes: number;
+  readonly rounds: RoundResult[];
+  trace?: TraceResult;
+  readonly checks: string[];
+}
+
+export interface FloodResult {
+  readonly bodyBytes: number;
+  readonly segmentS: number;
+  readonly rssBeforeBytes: number | null;
+  readonly segments: readonly { readonly rps: number; readonly rssBytes: number | null; readonly peakRssBytes: number | null }[];
+  /** RSS at the end of the last segment less the highest at the end of an earlier one. */
+  readonly growthBytes: number | null;
+  readonly bounded: boolean | null;
+}
+
+export interface Machine {
+  readonly cpus: number;
+  readonly cpuModel: string;
+  readonly memoryBytes: number;
+  readonly os: string;
+  readonly node: string;
+  readonly redis: string;
+  readonly autocannon: string;
+  /** The commit measured, and whether src/ differed from it (uncommitted work was measured). */
+  readonly commit: string;
+  readonly srcModified: boolean | null;
+  /** When the dist/ the run measured was built (its .build-stamp). */
+  readonly distBuiltAt?: string;
+}
+
+export interface RawRun {
+  readonly startedAt: string;
+  readonly elapsedS: number;
+  readonly options: Omit<BenchOptions, 'log'>;
+  readonly machine: Machine;
+  readonly orders: readonly (readonly string[])[];
+  readonly cells: readonly CellResult[];
+  readonly flood: FloodResult | null;
+  readonly sidecarPeakRssBytes: number | null;
+  readonly peakResettable: boolean;
+  readonly profile: ProfileSummary | null;
+  readonly notes: readonly string[];
+}
+
+interface Context {
+  readonly options: BenchOptions;
+  readonly root: string;
+  readonly runId: string;
+  readonly upstream: BenchProcess & { readonly url: string };
+  readonly targets: Record<TargetName, BenchProcess & { readonly url: string }>;
+  readonly store: RedisProbe;
+  readonly locks: readonly RedisProbe[];
+  readonly worker: LoadWorker;
+  readonly dispatcher: Agent;
+  readonly scriptNames: ReadonlyMap<string, string>;
+  readonly notes: string[];
+  /** Process ids of the store Redis and the lock Redis, for their CPU time. */
+  readonly redisPids: { readonly store: number; readonly locks: readonly number[] };
+  /** Every process of the benchmark, the harness included. */
+  readonly allPids: readonly number[];
+  peakResettable: boolean;
+  sidecarPeak: number | null;
+}
+
+// ------------------------------------------------------------------------------ the load worker
+
+class LoadWorker {
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (result: LoadResult) => void; reject: (error: Error) => void }>();
+
+  constructor(readonly process: BenchProcess) {
+    process.child.on('message', (message: WorkerMessage) => {
+      if (message.type === 'ready') return;
+      const waiter = this.waiting.get(message.id);
+      if (!waiter) return;
+      this.waiting.delete(message.id);
+      if (message.type === 'result') waiter.resolve(message.result);
+      else waiter.reject(new Error(`load generator: ${message.error}`));
+    });
+    process.child.once('exit', (code, signal) => {
+      for (const waiter of this.waiting.values()) waiter.reject(new Error(`load generator exited (${code ?? signal}): ${process.stderrTail()}`));
+      this.waiting.clear();
+    });
+  }
+
+  run(job: Omit<LoadJob, 'id'>): Promise<LoadResult> {
+    const id = this.nextId++;
+    const limitMs = job.durationS * 1000 + 30_000;
+    return new Promise<LoadResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`load generator: no result within ${limitMs} ms`));
+      }, limitMs);
+      this.waiting.set(id, {
+        resolve: (result) => {
+          clearTimeout(timer);
+          resolve(result);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+      this.process.child.send({ ...job, id } satisfies LoadJob);
+    });
+  }
+}
+
+// ------------------------------------------------------------------------------ the run
+
+export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
+  const started = Date.now();
+  const root = findRepoRoot();
+  const build = path.join(root, '.bench', 'build', 'bench');
+  if (!fs.existsSync(path.join(root, 'dist', 'cli.js'))) throw new Error('dist/ is missing: run `node scripts/ensure-built.js` first (npm run bench does)');
+  fs.mkdirSync(options.outDir, { recursive: true });
+  const snapshot = snapshotSidecar(root, path.join(options.outDir, `sidecar-${process.pid}`));
+  const bin = snapshot.bin;
+  const log = options.log;
+  const notes: string[] = [];
+
+  const redis: RedisHandle[] = [];
+  const processes: BenchProcess[] = [];
+  const probes: RedisProbe[] = [];
+  const dispatcher = new Agent({ connections: 32, keepAliveTimeout: 2_000 });
+  try {
+    log('starting 4 redis-server processes (store + 3 lock servers)');
+    for (let i = 0; i < 4; i += 1) redis.push(await startRedis());
+    const [storeRedis, ...lockRedis] = redis as [RedisHandle, ...RedisHandle[]];
+    const store = new RedisProbe('store', storeRedis.url);
+    const locks = lockRedis.map((handle, i) => new RedisProbe(`lock-${i}`, handle.url));
+    probes.push(store, ...locks);
+
+    log('starting the upstream, the two pass-through proxies and the load generator');
+    const upstream = await forkServer('upstream', path.join(build, 'servers', 'upstream.js'));
+    processes.push(upstream);
+    const httpProxy = await forkServer('http-proxy pass-through', path.join(build, 'servers', 'http-proxy-passthrough.js'), { BENCH_UPSTREAM: upstream.url });
+    processes.push(httpProxy);
+    const undiciProxy = await forkServer('undici pass-through', path.join(build, 'servers', 'undici-passthrough.js'), { BENCH_UPSTREAM: upstream.url });
+    processes.push(undiciProxy);
+    const workerProcess = await forkWorker('load generator', path.join(build, 'load-worker.js'));
+    processes.push(workerProcess);
+
+    const sidecarEnv = sidecarSettings(options, storeRedis.url);
+    log('starting the sidecars (store Redis alone; Redlock quorum of 3)');
+    const sidecar = await startSidecarProcess({ name: 'sidecar', bin, upstream: upstream.url, port: await freePort(), adminPort: await freePort(), env: sidecarEnv });
+    processes.push(sidecar);
+    const redlockSidecar = await startSidecarProcess({
+      name: 'sidecar (redlock)',
+      bin,
+      upstream: upstream.url,
+      port: await freePort(),
+      adminPort: await freePort(),
+      env: { ...sidecarEnv, IDEMPOTENCY_REDLOCK_URLS: lockRedis.map((handle) => handle.url).join(',') },
+    });
+    processes.push(redlockSidecar);
+
+    const ctx: Context = {
+      options,
+      root,
+      runId: randomBytes(4).toString('hex'),
+      upstream,
+      targets: { upstream, httpProxy, undiciProxy, sidecar, redlockSidecar },
+      store,
+      locks,
+      worker: new LoadWorker(workerProcess),
+      dispatcher,
+      scriptNames: new Map([...loadScriptNames(path.join(snapshot.dir, 'dist')), ...loadRedlockScriptNames(root)]),
+      notes,
+      redisPids: { store: await store.pid(), locks: await Promise.all(locks.map((probe) => probe.pid())) },
+      allPids: [process.pid, ...processes.map((child) => child.pid), ...(await Promise.all([store, ...locks].map((probe) => probe.pid())))],
+      peakResettable: true,
+      sidecarPeak: null,
+    };
+
+    const scenarios = SCENARIOS.filter((scenario) => options.only === undefined || options.only.includes(scenario.id));
+    const cells: CellResult[] = [];
+    for (const scenario of scenarios) {
+      for (const bodyBytes of options.bodySizes) cells.push({ scenario: scenario.id, bodyBytes, rounds: [], checks: [] });
+    }
+
+    if (options.warmupS > 0) {
+      log(`warm-up: every scenario for ${options.warmupS} s (not measured)`);
+      for (const cell of cells) await runCell(ctx, cell, options.warmupS, undefined);
+    }
+
+    if (options.traceRequests > 0) {
+      log(`round-trip trace: ${options.traceRequests} requests one at a time per sidecar scenario, MONITOR on`);
+      for (const cell of cells) {
+        const scenario = scenarioOf(cell.scenario);
+        if (scenario.target === 'sidecar' || scenario.target === 'redlockSidecar') cell.trace = await traceCell(ctx, cell);
+      }
+    }
+
+    const random = mulberry32(options.seed);
+    const orders: string[][] = [];
+    for (let round = 1; round <= options.rounds; round += 1) {
+      const order = shuffle([...cells], random);
+      orders.push(order.map((cell) => `${cell.scenario}/${cell.bodyBytes}`));
+      log(`round ${round}/${options.rounds}: ${order.length} runs of ${options.durationS} s, order ${orders[orders.length - 1]?.join(' ')}`);
+      for (const [position, cell] of order.entries()) {
+        await runCell(ctx, cell, options.durationS, { round, position });
+        const last = cell.rounds[cell.rounds.length - 1];
+        if (last) log(`  ${cell.scenario}/${cell.bodyBytes}: ${Math.round(last.load.rps)} req/s, p99 ${last.load.latencyMs.p99.toFixed(2)} ms`);
+      }
+    }
+
+    let flood: FloodResult | null = null;
+    if (options.flood.segments > 0 && (options.only === undefined || options.only.includes('first'))) {
+      flood = await runFlood(ctx);
+    }
+
+    let profile: ProfileSummary | null = null;
+    if (options.profile) profile = await runProfile(ctx, bin, upstream.url, sidecarEnv);
+
+    const machine = { ...describeMachine(root), distBuiltAt: snapshot.builtAt };
+    return {
+      startedAt: new Date(started).toISOString(),
+      elapsedS: (Date.now() - started) / 1000,
+      options: withoutLog(options),
+      machine,
+      orders,
+      cells,
+      flood,
+      sidecarPeakRssBytes: ctx.sidecarPeak,
+      peakResettable: ctx.peakResettable,
+      profile,
+      notes,
+    };
+  } finally {
+    log('stopping every process');
+    for (const probe of probes) await probe.close().catch(() => undefined);
+    await Promise.all(processes.reverse().map((child) => child.stop().catch(() => undefined)));
+    await Promise.all(redis.map((handle) => handle.stop().catch(() => undefined)));
+    await dispatcher.close().catch(() => undefined);
+    fs.rmSync(snapshot.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A copy of the built sidecar (dist/, bin/, package.json) that every sidecar of the run is started
+ * from, so that a rebuild of dist/ during the run (someone working on src/) cannot mix two
+ * versions of the code in one report. Packages still resolve from the repository's node_modules.
+ */
+function snapshotSidecar(root: string, dir: string): { readonly dir: string; readonly bin: string; readonly builtAt: string } {
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  fs.cpSync(path.join(root, 'dist'), path.join(dir, 'dist'), { recursive: true });
+  fs.cpSync(path.join(root, 'bin'), path.join(dir, 'bin'), { recursive: true });
+  fs.copyFileSync(path.join(root, 'package.json'), path.join(dir, 'package.json'));
+  let builtAt = 'unknown';
+  try {
+    builtAt = fs.readFileSync(path.join(dir, 'dist', '.build-stamp'), 'utf8').trim();
+  } catch {
+    // built by hand, without ensure-built
+  }
+  return { dir, bin: path.join(dir, 'bin', 'idempotency-sidecar.js'), builtAt };
+}
+
+function withoutLog(options: BenchOptions): Omit<BenchOptions, 'log'> {
+  const { log: _log, ...rest } = options;
+  return rest;
+}
+
+function sidecarSettings(options: BenchOptions, redisUrl: string): Record<string, string> {
+  // The in-flight requests of scenario 6 are held upstream for a whole run: the upstream timeout
+  // must outlast it (the lock and the record's lease are renewed meanwhile).
+  const upstreamTimeoutS = Math.max(30, Math.ceil(Math.max(options.durationS, options.warmupS) + 30));
+  return {
+    IDEMPOTENCY_REDIS_URL: redisUrl,
+    IDEMPOTENCY_UPSTREAM_TIMEOUT: `${upstreamTimeoutS}s`,
+    IDEMPOTENCY_LOG_LEVEL: 'info',
+  };
+}
+
+function scenarioOf(id: ScenarioId): Scenario {
+  const scenario = SCENARIOS.find((candidate) => candidate.id === id);
+  if (!scenario) throw new Error(`no scenario ${id}`);
+  return scenario;
+}
+
+// ------------------------------------------------------------------------------ one scenario run
+
+interface Prepared {
+  readonly keys: KeyMode;
+  /** After the measurement: releases what prepare() started; what went wrong, if anything. */
+  finish(): Promise<string[]>;
+}
+
+async function runCell(ctx: Context, cell: CellResult, durationS: number, measured: { round: number; position: number } | undefined): Promise<void> {
+  const scenario = scenarioOf(cell.scenario);
+  const target = ctx.targets[scenario.target];
+  const sidecarTarget = scenario.target === 'sidecar' || scenario.target === 'redlockSidecar';
+  const redisProbes = scenario.target === 'redlockSidecar' ? [ctx.store, ...ctx.locks] : [ctx.store];
+  // Every run starts on empty Redis servers, so none pays for the records an earlier one left.
+  await Promise.all([ctx.store, ...ctx.locks].map((probe) => probe.flush()));
+  const prepared = await prepare(ctx, scenario, cell.bodyBytes);
+  try {
+    if (!resetPeak(target.pid)) ctx.peakResettable = false;
+    const before = await Promise.all(redisProbes.map((probe) => probe.snapshot()));
+    const callsBefore = await upstreamCalls(ctx, scenario.path);
+    const cpuPids: Record<string, readonly number[]> = {
+      target: [target.pid],
+      ...(scenario.target === 'upstream' ? {} : { upstream: [ctx.upstream.pid] }),
+      ...(sidecarTarget ? { redis: [ctx.redisPids.store] } : {}),
+      ...(scenario.target === 'redlockSidecar' ? { locks: ctx.redisPids.locks } : {}),
+    };
+    const cpuBefore = cpuOf(cpuPids);
+    const machineBefore = machineBusySeconds();
+    const oursBefore = cpuOf({ all: ctx.allPids })['all'];
+    const load = await ctx.worker.run({
+      origin: target.url,
+      method: scenario.method,
+      path: scenario.path,
+      bodyBytes: cell.bodyBytes,
+      keys: prepared.keys,
+      connections: ctx.options.connections,
+      durationS,
+    });
+    // Requests the load generator abandoned at the end still finish in the sidecar: let them.
+    await sleep(150);
+    const cpuAfter = cpuOf(cpuPids);
+    const machineAfter = machineBusySeconds();
+    const oursAfter = cpuOf({ all: ctx.allPids })['all'];
+    const otherCpuSeconds =
+      machineBefore === undefined || machineAfter === undefined || oursBefore === undefined || oursAfter === undefined
+        ? NaN
+        : machineAfter - machineBefore - (oursAfter - oursBefore);
+    const after = await Promise.all(redisProbes.map((probe) => probe.snapshot()));
+    const callsAfter = await upstreamCalls(ctx, scenario.path);
+    const memory = memoryOf(target.pid);
+    if (sidecarTarget && memory) ctx.sidecarPeak = Math.max(ctx.sidecarPeak ?? 0, memory.peak);
+    if (measured === undefined) return;
+    const redis: Record<string, CommandDelta> = {};
+    redisProbes.forEach((probe, i) => {
+      redis[probe.role] = commandDelta(before[i] as RedisSnapshot, after[i] as RedisSnapshot);
+    });
+    const upstreamDelta = callsAfter - callsBefore;
+    cell.rounds.push({
+      round: measured.round,
+      position: measured.position,
+      load,
+      redis,
+      upstreamCalls: upstreamDelta,
+      peakRssBytes: memory?.peak ?? null,
+      rssBytes: memory?.rss ?? null,
+      cpuSeconds: Object.fromEntries(Object.keys(cpuPids).map((role) => [role, (cpuAfter[role] ?? NaN) - (cpuBefore[role] ?? NaN)])),
+      otherCpuCores: Number.isFinite(otherCpuSeconds) && load.durationS > 0 ? otherCpuSeconds / (load.durationS + 0.15) : null,
+    });
+    const unexpected = Object.entries(load.statuses)
+      .filter(([status]) => !scenario.expectedStatus(Number(status)))
+      .reduce((sum, [, n]) => sum + n, 0);
+    if (unexpected > 0) cell.checks.push(`round ${measured.round}: ${unexpected} of ${load.responses} responses had an unexpected status (${JSON.stringify(load.statuses)})`);
+    if (load.errors > 0 || load.timeouts > 0) cell.checks.push(`round ${measured.round}: ${load.errors} errors, ${load.timeouts} timeouts`);
+    if ((scenario.keys === 'replay' || scenario.keys === 'inflight') && upstreamDelta !== 0) {
+      cell.checks.push(`round ${measured.round}: the upstream was called ${upstreamDelta} times during a run that should not reach it`);
+    }
+  } finally {
+    const problems = await prepared.finish();
+    if (measured !== undefined) cell.checks.push(...problems.map((problem) => `round ${measured.round}: ${problem}`));
+    else if (problems.length > 0) ctx.notes.push(`warm-up ${cell.scenario}/${cell.bodyBytes}: ${problems.join('; ')}`);
+  }
+}
+
+/** Sets up the keys of a scenario: completed replay keys, or in-flight keys held upstream. */
+async function prepare(ctx: Context, scenario: Scenario, bodyBytes: number): Promise<Prepared> {
+  const target = ctx.targets[scenario.target];
+  const nothing = async (): Promise<string[]> => [];
+  switch (scenario.keys) {
+    case 'none':
+      return { keys: { kind: 'none' }, finish: nothing };
+    case 'unique':
+      return { keys: { kind: 'unique', prefix: `${scenario.id}-${ctx.runId}-${randomBytes(6).toString('base64url')}-` }, finish: nothing };
+    case 'replay': {
+      const keys = Array.from({ length: ctx.options.replayKeys }, (_, i) => `replay-${ctx.runId}-${bodyBytes}-${i}`);
+      await inBatches(keys, 10, async (key) => {
+        const status = await send(ctx, target.url, scenario, bodyBytes, key);
+        if (status !== 201) throw new Error(`completing replay key ${key}: status ${status}`);
+      });
+      return { keys: { kind: 'set', keys }, finish: nothing };
+    }
+    case 'inflight': {
+      const keys = Array.from({ length: ctx.options.inflightKeys }, (_, i) => `inflight-${ctx.runId}-${randomBytes(4).toString('hex')}-${i}`);
+      const callsBefore = await upstreamCalls(ctx, scenario.path);
+      const firsts = keys.map((key) => send(ctx, target.url, scenario, bodyBytes, key, 120_000));
+      firsts.forEach((first) => first.catch(() => undefined));
+      // In flight once the upstream holds every one of them.
+      const deadline = Date.now() + 10_000;
+      while ((await upstreamStats(ctx)).held < keys.length) {
+        if (Date.now() > deadline) throw new Error(`the upstream did not receive the ${keys.length} in-flight requests within 10 s`);
+        await sleep(10);
+      }
+      return {
+        keys: { kind: 'set', keys },
+        finish: async () => {
+          const problems: string[] = [];
+          await release(ctx);
+          const statuses = await Promise.all(firsts.map((first) => first.catch((error: unknown) => String(error))));
+          const bad = statuses.filter((status) => status !== 201);
+          if (bad.length > 0) problems.push(`the in-flight first requests answered ${bad.join(', ')} instead of 201`);
+          const calls = (await upstreamCalls(ctx, scenario.path)) - callsBefore;
+          if (calls !== keys.length) problems.push(`the upstream executed ${calls} in-flight requests for ${keys.length} keys (duplicates reached it)`);
+          return problems;
+        },
+      };
+    }
+  }
+}
+
+async function send(ctx: Context, origin: string, scenario: Scenario, bodyBytes: number, key: string | undefined, timeoutMs = 10_000): Promise<number> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (key !== undefined) headers['idempotency-key'] = key;
+  const response = await request(`${origin}${scenario.path}`, {
+    method: scenario.method,
+    headers,
+    body: paymentRequestBody(bodyBytes),
+    dispatcher: ctx.dispatcher,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+  });
+  await response.body.arrayBuffer();
+  return response.statusCode;
+}
+
+/** CPU seconds so far per role, each the sum over its processes. */
+function cpuOf(pids: Readonly<Record<string, readonly number[]>>): Record<string, number> {
+  const seconds: Record<string, number> = {};
+  for (const [role, list] of Object.entries(pids)) seconds[role] = list.reduce((sum, pid) => sum + (cpuSecondsOf(pid) ?? NaN), 0);
+  return seconds;
+}
+
+async function upstreamStats(ctx: Context): Promise<{ calls: Record<string, number>; held: number }> {
+  const response = await request(`${ctx.upstream.url}/__stats`, { dispatcher: ctx.dispatcher, headersTimeout: 5_000 });
+  return (await response.body.json()) as { calls: Record<string, number>; held: number };
+}
+
+async function upstreamCalls(ctx: Context, urlPath: string): Promise<number> {
+  return (await upstreamStats(ctx)).calls[urlPath] ?? 0;
+}
+
+async function release(ctx: Context): Promise<void> {
+  const response = await request(`${ctx.upstream.url}/__release`, { method: 'POST', dispatcher: ctx.dispatcher, headersTimeout: 5_000 });
+  await response.body.arrayBuffer();
+}
+
+async function inBatches<T>(items: readonly T[], size: number, work: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(work));
+}
+
+// ------------------------------------------------------------------------------ trace, flood, profile
+
+async function traceCell(ctx: Context, cell: CellResult): Promise<TraceResult> {
+  const scenario = scenarioOf(cell.scenario);
+  const target = ctx.targets[scenario.target];
+  const probes = scenario.target === 'redlockSidecar' ? [ctx.store, ...ctx.locks] : [ctx.store];
+  await Promise.all([ctx.store, ...ctx.locks].map((probe) => probe.flush()));
+  const prepared = await prepare(ctx, scenario, cell.bodyBytes);
+  try {
+    const keyFor = (i: number): string | undefined => {
+      const keys = prepared.keys;
+      if (keys.kind === 'unique') return `${keys.prefix}trace-${i}`;
+      if (keys.kind === 'set') return keys.keys[i % keys.keys.length];
+      return undefined;
+    };
+    const trace = await traceRoundTrips(probes, ctx.options.traceRequests, (i) => send(ctx, target.url, scenario, cell.bodyBytes, keyFor(i)), ctx.scriptNames);
+    const store = trace.sides[0];
+    ctx.options.log(`  trace ${cell.scenario}/${cell.bodyBytes}: store ${store?.roundTrips} round trips (+${store?.roundTripsAfter} after): ${store?.sequence}`);
+    return trace;
+  } finally {
+    const problems = await prepared.finish();
+    cell.checks.push(...problems.map((problem) => `trace: ${problem}`));
+  }
+}
+
+/** A flood of 16 KiB guarded first-time requests on the same sidecar, RSS after each segment. */
+async function runFlood(ctx: Context): Promise<FloodResult> {
+  const { segments, segmentS, bodyBytes } = ctx.options.flood;
+  const sidecar = ctx.targets.sidecar;
+  ctx.options.log(`flood: ${segments} x ${segmentS} s of ${bodyBytes}-byte guarded first-time requests, RSS after each`);
+  await ctx.store.flush();
+  const rssBefore = memoryOf(sidecar.pid)?.rss ?? null;
+  const results: { rps: number; rssBytes: number | null; peakRssBytes: number | null }[] = [];
+  for (let i = 0; i < segments; i += 1) {
+    const load = await ctx.worker.run({
+      origin: sidecar.url,
+      method: 'POST',
+      path: '/payments/flood',
+      bodyBytes,
+      keys: { kind: 'unique', prefix: `flood-${ctx.runId}-${i}-` },
+      connections: ctx.options.connections,
+      durationS: segmentS,
+    });
+    await sleep(150);
+    const memory = memoryOf(sidecar.pid);
+    if (memory) ctx.sidecarPeak = Math.max(ctx.sidecarPeak ?? 0, memory.peak);
+    results.push({ rps: load.rps, rssBytes: memory?.rss ?? null, peakRssBytes: memory?.peak ?? null });
+    ctx.options.log(`  flood segment ${i + 1}: ${Math.round(load.rps)} req/s, RSS ${mb(memory?.rss)} MB`);
+  }
+  const rss = results.map((result) => result.rssBytes);
+  const last = rss[rss.length - 1] ?? null;
+  const earlier = rss.slice(0, -1).filter((value): value is number => value !== null);
+  const highestEarlier = earlier.length > 0 ? Math.max(...earlier) : null;
+  // Bounded: the last segment ends no higher than the highest earlier one plus 16 MB (or 10 %).
+  // The heap breathes from one segment to the next; a leak climbs with every segment.
+  const growth = last !== null && highestEarlier !== null ? last - highestEarlier : null;
+  const bounded = growth === null ? null : growth <= Math.max(16 * 1024 * 1024, 0.1 * (highestEarlier ?? 0));
+  return { bodyBytes, segmentS, rssBeforeBytes: rssBefore, segments: results, growthBytes: growth, bounded };
+}
+
+/**
+ * A third sidecar, started with --cpu-prof, runs the guarded first-time scenario (smallest body)
+ * for one run's duration after a warm-up; it exits gracefully so V8 writes the profile, which is
+ * summarised over the measured window only.
+ */
+async function runProfile(ctx: Context, bin: string, upstreamUrl: string, env: Record<string, string>): Promise<ProfileSummary | null> {
+  const dir = path.join(ctx.options.outDir, 'profile');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const bodyBytes = Math.min(...ctx.options.bodySizes);
+  ctx.options.log(`profile: guarded first-time, ${bodyBytes}-byte bodies, ${ctx.options.durationS} s under --cpu-prof`);
+  await ctx.store.flush();
+  const profiled = await startSidecarProcess({
+    name: 'sidecar (profiled)',
+    bin,
+    upstream: upstreamUrl,
+    port: await freePort(),
+    adminPort: await freePort(),
+    env,
+    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', 'sidecar-first.cpuprofile', '--cpu-prof-interval', '250'],
+  });
+  let window: { startUs: number; endUs: number } | undefined;
+  try {
+    const job = (durationS: number, prefix: string): Omit<LoadJob, 'id'> => ({
+      origin: profiled.url,
+      method: 'POST',
+      path: '/payments/first',
+      bodyBytes,
+      keys: { kind: 'unique', prefix },
+      connections: ctx.options.connections,
+      durationS,
+    });
+    await ctx.worker.run(job(Math.max(1, ctx.options.warmupS), `profile-warm-${ctx.runId}-`));
+    const startUs = Number(process.hrtime.bigint() / 1000n);
+    const load = await ctx.worker.run(job(ctx.options.durationS, `profile-${ctx.runId}-`));
+    window = { startUs, endUs: Number(process.hrtime.bigint() / 1000n) };
+    ctx.options.log(`  profiled run: ${Math.round(load.rps)} req/s (slower than unprofiled: sampling costs)`);
+  } finally {
+    await profiled.stop(15_000);
+  }
+  const file = path.join(dir, 'sidecar-first.cpuprofile');
+  if (!fs.existsSync(file)) {
+    ctx.notes.push(`profile: no ${file} was written (the profiled sidecar did not exit cleanly)`);
+    return null;
+  }
+  return summariseProfile(file, window);
+}
+
+// ------------------------------------------------------------------------------ small helpers
+
+function describeMachine(root: string): Machine {
+  let redisVersion = 'unknown';
+  try {
+    const text = execFileSync(process.env['REDIS_SERVER_BIN'] ?? 'redis-server', ['--version'], { encoding: 'utf8' });
+    redisVersion = /v=(\S+)/.exec(text)?.[1] ?? text.trim();
+  } catch {
+    // not on PATH (the Docker fallback)
+  }
+  let autocannonVersion = 'unknown';
+  try {
+    autocannonVersion = (JSON.parse(fs.readFileSync(path.join(root, 'node_modules', 'autocannon', 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    // not installed where expected
+  }
+  // Read-only git queries (no optional index writes), for the record of what was measured.
+  const git = (args: string[]): string => execFileSync('git', args, { cwd: root, encoding: 'utf8', env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' }, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  let commit = 'unknown';
+  let srcModified: boolean | null = null;
+  try {
+    commit = git(['rev-parse', '--short=12', 'HEAD']);
+    srcModified = git(['diff', '--name-only', 'HEAD', '--', 'src']) !== '';
+  } catch {
+    // not a git checkout
+  }
+  const cpus = os.cpus();
+  return {
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model.trim() ?? 'unknown',
+    memoryBytes: os.totalmem(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    redis: redisVersion,
+    autocannon: autocannonVersion,
+    commit,
+    srcModified,
+  };
+}
+
+/** A small seeded PRNG, so that a run's orders can be repeated with its seed. */
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j] as T, items[i] as T];
+  }
+  return items;
+}
+
+export function mb(bytes: number | null | undefined): string {
+  return bytes === null || bytes === undefined || !Number.isFinite(bytes) ? '-' : (bytes / (1024 * 1024)).toFixed(1);
+}
+
+export { median };
