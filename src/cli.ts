@@ -3,6 +3,7 @@
  * (SIGTERM, SIGINT) or a successful --config-test; 2 for a configuration problem, with one line
  * per problem naming the setting; 1 for anything unforeseen.
  */
+import { exitWithConfigProblems, runUntilSignal } from './process-lifecycle';
 import { ConfigError } from './errors';
 import { formatHelp, loadConfig, parseCommandLine, redactConfig, unknownEnvironmentVariables } from './config/load';
 import { suggest } from './config/schema';
@@ -20,8 +21,7 @@ function version(): string {
 }
 
 function fail(problems: readonly string[]): never {
-  for (const problem of problems) process.stderr.write(`${PROGRAM}: ${problem}\n`);
-  process.exit(2);
+  return exitWithConfigProblems(PROGRAM, problems);
 }
 
 /** Subcommands: the first argument when it names one; without one the program is the proxy. */
@@ -73,28 +73,5 @@ export function main(argv: readonly string[] = process.argv.slice(2), env: NodeJ
   if (unknown.length > 0) logger.warn({ variables: unknown }, 'environment variables that name no setting are ignored; check their spelling');
 
   // Loaded here, not at the top: the healthcheck runs every few seconds and needs none of it.
-  import('./main').then(({ startSidecar }) => startSidecar(config, logger)).then(
-    (running) => {
-      let stopping = false;
-      const stop = (signal: NodeJS.Signals): void => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'signal received');
-        running.close().then(
-          () => process.exit(0),
-          (error: unknown) => {
-            logger.error({ error: error instanceof Error ? error.message : String(error) }, 'error while stopping');
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
-    },
-    (error: unknown) => {
-      if (error instanceof ConfigError) fail(error.problems);
-      logger.fatal({ error: error instanceof Error ? error.stack : String(error) }, 'failed to start');
-      process.exit(1);
-    },
-  );
+  runUntilSignal(PROGRAM, logger, () => import('./main').then(({ startSidecar }) => startSidecar(config, logger)));
 }

@@ -6,6 +6,7 @@
  * Under `node` as PID 1 (the container image's entrypoint) a signal without a handler is ignored,
  * so the handlers below are what lets the pod stop in time.
  */
+import { exitWithConfigProblems, runUntilSignal } from '../process-lifecycle';
 import { redactUrl } from '../config/schema';
 import { ConfigError } from '../errors';
 import { createLogger } from '../observability/logger';
@@ -15,8 +16,7 @@ import { formatWebhookHelp, loadWebhookConfig, parseWebhookCommandLine, unknownW
 const PROGRAM = 'idempotency-sidecar webhook';
 
 function fail(problems: readonly string[]): never {
-  for (const problem of problems) process.stderr.write(`${PROGRAM}: ${problem}\n`);
-  process.exit(2);
+  return exitWithConfigProblems(PROGRAM, problems);
 }
 
 const SECRET_NAME = /TOKEN|PASSWORD|SECRET|CREDENTIAL/i;
@@ -61,28 +61,5 @@ export function runWebhook(argv: readonly string[], env: NodeJS.ProcessEnv, vers
   const unknown = unknownWebhookVariables(env);
   if (unknown.length > 0) logger.warn({ variables: unknown }, 'environment variables that name no webhook setting are ignored; check their spelling');
 
-  startWebhook(config, logger).then(
-    (running) => {
-      let stopping = false;
-      const stop = (signal: NodeJS.Signals): void => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'signal received');
-        running.close().then(
-          () => process.exit(0),
-          (error: unknown) => {
-            logger.error({ error: error instanceof Error ? error.message : String(error) }, 'error while stopping');
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGTERM', stop);
-      process.on('SIGINT', stop);
-    },
-    (error: unknown) => {
-      if (error instanceof ConfigError) fail(error.problems);
-      logger.fatal({ error: error instanceof Error ? error.stack : String(error) }, 'failed to start');
-      process.exit(1);
-    },
-  );
+  runUntilSignal(PROGRAM, logger, () => startWebhook(config, logger));
 }
