@@ -75,8 +75,8 @@ export interface BenchOptions {
   readonly replayKeys: number;
   readonly inflightKeys: number;
   readonly flood: { readonly segments: number; readonly segmentS: number; readonly bodyBytes: number };
-  /** Profile the guarded first-time scenario with --cpu-prof in a separate sidecar. */
-  readonly profile: boolean;
+  /** Profile this scenario of the plain sidecar with --cpu-prof in a separate sidecar; false: none. */
+  readonly profile: ScenarioId | false;
   readonly seed: number;
   readonly only?: readonly ScenarioId[];
   /** Where profiles and logs go (.bench/). */
@@ -149,7 +149,7 @@ export interface RawRun {
   readonly flood: FloodResult | null;
   readonly sidecarPeakRssBytes: number | null;
   readonly peakResettable: boolean;
-  readonly profile: ProfileSummary | null;
+  readonly profile: (ProfileSummary & { readonly scenario: ScenarioId }) | null;
   readonly notes: readonly string[];
 }
 
@@ -321,8 +321,8 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       flood = await runFlood(ctx);
     }
 
-    let profile: ProfileSummary | null = null;
-    if (options.profile) profile = await runProfile(ctx, bin, upstream.url, sidecarEnv);
+    let profile: RawRun['profile'] = null;
+    if (options.profile !== false) profile = await runProfile(ctx, bin, upstream.url, sidecarEnv);
 
     const machine = { ...describeMachine(root), distBuiltAt: snapshot.builtAt };
     return {
@@ -619,17 +619,19 @@ async function runFlood(ctx: Context): Promise<FloodResult> {
 }
 
 /**
- * A third sidecar, started with --cpu-prof, runs the guarded first-time scenario (smallest body)
- * for one run's duration after a warm-up; it exits gracefully so V8 writes the profile, which is
- * summarised over the measured window only.
+ * A third sidecar, started with --cpu-prof, runs one scenario of the plain sidecar (default 4,
+ * guarded first-time; smallest body) for one run's duration after a warm-up; it exits gracefully
+ * so V8 writes the profile, which is summarised over the measured window only.
  */
-async function runProfile(ctx: Context, bin: string, upstreamUrl: string, env: Record<string, string>): Promise<ProfileSummary | null> {
+async function runProfile(ctx: Context, bin: string, upstreamUrl: string, env: Record<string, string>): Promise<RawRun['profile']> {
+  const scenario = scenarioOf(ctx.options.profile === false ? 'first' : ctx.options.profile);
   const dir = path.join(ctx.options.outDir, 'profile');
-  fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
+  const name = `sidecar-${scenario.id}.cpuprofile`;
+  fs.rmSync(path.join(dir, name), { force: true });
   const bodyBytes = Math.min(...ctx.options.bodySizes);
-  ctx.options.log(`profile: guarded first-time, ${bodyBytes}-byte bodies, ${ctx.options.durationS} s under --cpu-prof`);
-  await ctx.store.flush();
+  ctx.options.log(`profile: ${scenario.label}, ${bodyBytes}-byte bodies, ${ctx.options.durationS} s under --cpu-prof`);
+  await Promise.all([ctx.store, ...ctx.locks].map((probe) => probe.flush()));
   const profiled = await startSidecarProcess({
     name: 'sidecar (profiled)',
     bin,
@@ -637,33 +639,42 @@ async function runProfile(ctx: Context, bin: string, upstreamUrl: string, env: R
     port: await freePort(),
     adminPort: await freePort(),
     env,
-    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', 'sidecar-first.cpuprofile', '--cpu-prof-interval', '250'],
+    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', name, '--cpu-prof-interval', '250'],
   });
+  // The scenario's preparation (replay keys, in-flight keys) against the profiled sidecar.
+  const profiledCtx: Context = { ...ctx, targets: { ...ctx.targets, sidecar: profiled } };
   let window: { startUs: number; endUs: number } | undefined;
   try {
-    const job = (durationS: number, prefix: string): Omit<LoadJob, 'id'> => ({
-      origin: profiled.url,
-      method: 'POST',
-      path: '/payments/first',
-      bodyBytes,
-      keys: { kind: 'unique', prefix },
-      connections: ctx.options.connections,
-      durationS,
-    });
-    await ctx.worker.run(job(Math.max(1, ctx.options.warmupS), `profile-warm-${ctx.runId}-`));
+    const run = async (durationS: number): Promise<LoadResult> => {
+      const prepared = await prepare(profiledCtx, scenario, bodyBytes);
+      try {
+        return await ctx.worker.run({
+          origin: profiled.url,
+          method: scenario.method,
+          path: scenario.path,
+          bodyBytes,
+          keys: prepared.keys,
+          connections: ctx.options.connections,
+          durationS,
+        });
+      } finally {
+        await prepared.finish();
+      }
+    };
+    await run(Math.max(1, ctx.options.warmupS));
     const startUs = Number(process.hrtime.bigint() / 1000n);
-    const load = await ctx.worker.run(job(ctx.options.durationS, `profile-${ctx.runId}-`));
+    const load = await run(ctx.options.durationS);
     window = { startUs, endUs: Number(process.hrtime.bigint() / 1000n) };
     ctx.options.log(`  profiled run: ${Math.round(load.rps)} req/s (slower than unprofiled: sampling costs)`);
   } finally {
     await profiled.stop(15_000);
   }
-  const file = path.join(dir, 'sidecar-first.cpuprofile');
+  const file = path.join(dir, name);
   if (!fs.existsSync(file)) {
     ctx.notes.push(`profile: no ${file} was written (the profiled sidecar did not exit cleanly)`);
     return null;
   }
-  return summariseProfile(file, window);
+  return { ...summariseProfile(file, window), scenario: scenario.id };
 }
 
 // ------------------------------------------------------------------------------ small helpers

@@ -373,7 +373,7 @@ function machineLine(report: Report): string {
 function renderProfileText(report: Report): string[] {
   const profile = report.profile;
   if (!profile) return [];
-  const out = [`profile of the sidecar, guarded first-time: ${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms sampled${profile.windowed ? ' (measured window)' : ' (whole process)'}; ${profile.file}`];
+  const out = [`profile of the sidecar, scenario ${profile.scenario}: ${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms sampled${profile.windowed ? ' (measured window)' : ' (whole process)'}; ${profile.file}`];
   out.push('  top self time by function:');
   for (const entry of profile.topFunctions.slice(0, 20)) out.push(`    ${entry.percent.toFixed(1).padStart(5)} %  ${entry.selfMs.toFixed(0).padStart(6)} ms  ${entry.name}  ${entry.where}`);
   out.push('  by place (native functions charged to their JavaScript caller):');
@@ -456,7 +456,7 @@ export function renderMarkdown(report: Report): string {
   if (report.profile) {
     const profile = report.profile;
     out.push('');
-    out.push(`CPU profile of the sidecar under scenario 4 (${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms sampled), top self time:`);
+    out.push(`CPU profile of the sidecar under scenario ${SCENARIOS.find((s) => s.id === profile.scenario)?.number ?? profile.scenario} (${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms sampled), top self time:`);
     out.push('');
     out.push(markdownTable(['self %', 'function', 'where'], profile.topFunctions.slice(0, 15).map((entry) => [entry.percent.toFixed(1), entry.name, entry.where])));
     out.push('');

@@ -3,7 +3,8 @@
  *
  *   npm run bench                     full form: 3 rounds x 5 s per scenario; writes the doc
  *   npm run bench -- --quick          1 round x 1 s, short warm-up, trace and flood; no doc
- *   npm run bench -- --profile        also profiles scenario 4 with --cpu-prof (BENCH_PROFILE=1)
+ *   npm run bench -- --profile        also profiles scenario 4 with --cpu-prof (BENCH_PROFILE=1);
+ *                                     --profile=ID (BENCH_PROFILE=ID): another scenario of the sidecar
  *
  * Flags: --duration=S --rounds=N --warmup=S --trace=N --flood-segments=N --flood-seconds=S
  * --bodies=200,16384 --only=first,replay --seed=N --json=PATH --docs / --no-docs.
@@ -59,7 +60,17 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, root:
   const only = flags.get('only')?.split(',') as ScenarioId[] | undefined;
   for (const id of only ?? []) if (!SCENARIOS.some((scenario) => scenario.id === id)) fail(`--only: no scenario ${id} (${SCENARIOS.map((s) => s.id).join(', ')})`);
   const seed = positive('--seed', flags.get('seed'), true, true) ?? 1;
-  const profile = flags.has('profile') || env['BENCH_PROFILE'] === '1' || env['BENCH_PROFILE'] === 'true';
+  // --profile or BENCH_PROFILE=1: scenario 4; --profile=ID or BENCH_PROFILE=ID: that scenario.
+  const profileFlag = flags.get('profile') ?? env['BENCH_PROFILE'];
+  const profile: ScenarioId | false =
+    profileFlag === undefined || profileFlag === '' || profileFlag === '0' || profileFlag === 'false'
+      ? false
+      : profileFlag === 'true' || profileFlag === '1'
+        ? 'first'
+        : (profileFlag as ScenarioId);
+  if (profile !== false && SCENARIOS.find((scenario) => scenario.id === profile)?.target !== 'sidecar') {
+    fail(`--profile / BENCH_PROFILE: ${profileFlag} is not a scenario of the plain sidecar (${SCENARIOS.filter((s) => s.target === 'sidecar').map((s) => s.id).join(', ')})`);
+  }
   const full = durationS >= 5 && rounds >= 3 && only === undefined;
   const docs = flags.has('no-docs') ? false : flags.has('docs') ? true : full;
   const outDir = path.join(root, '.bench');
@@ -98,7 +109,7 @@ async function main(): Promise<void> {
   const { options } = cli;
   const cells = (options.only?.length ?? SCENARIOS.length) * options.bodySizes.length;
   const expectedMs =
-    1000 * (cells * (options.rounds * (options.durationS + 0.6) + options.warmupS + 0.6 + options.traceRequests * 0.05) + options.flood.segments * options.flood.segmentS + (options.profile ? options.durationS + 10 : 0)) + 30_000;
+    1000 * (cells * (options.rounds * (options.durationS + 0.6) + options.warmupS + 0.6 + options.traceRequests * 0.05) + options.flood.segments * options.flood.segmentS + (options.profile !== false ? options.durationS + 10 : 0)) + 30_000;
   const limitMs = Math.max(HARD_LIMIT_FLOOR_MS, 2 * expectedMs);
   options.log(`about ${Math.round(expectedMs / 1000)} s expected; the run is stopped after ${Math.round(limitMs / 1000)} s whatever happens`);
   const watchdog = setTimeout(() => {
