@@ -71,6 +71,22 @@ export class Keyspace {
   channel(scope: RecordScope): string {
     return `${this.prefix}{${keyTag(scope.key)}}:c:${scope.tenant}`;
   }
+
+  /**
+   * The record, index and channel names at once, hashing the key once: a script call needs all
+   * three, and three SHA-256 digests per call were a visible share of a request's CPU.
+   */
+  names(scope: RecordScope): RecordNames {
+    const base = `${this.prefix}{${keyTag(scope.key)}}:`;
+    return { record: `${base}r:${scope.tenant}`, index: `${base}t`, channel: `${base}c:${scope.tenant}` };
+  }
+}
+
+/** Every name a transition of one record needs. */
+export interface RecordNames {
+  readonly record: string;
+  readonly index: string;
+  readonly channel: string;
 }
 
 const defaultKeyspace = new Keyspace();

@@ -95,14 +95,15 @@ export class RedisRecordStore implements RecordStore {
   }
 
   async claim(scope: RecordScope, request: ClaimRequest): Promise<ClaimResult> {
-    const reply = await this.script('claim', 'idemClaimBuffer', [this.keys.record(scope), this.keys.index(scope.key)], [
+    const names = this.keys.names(scope);
+    const reply = await this.script('claim', 'idemClaimBuffer', [names.record, names.index], [
       request.token,
       request.fingerprint,
       milliseconds(request.leaseMs, 'leaseMs'),
       milliseconds(request.ttlMs, 'ttlMs'),
       request.onExpiredLease,
       scope.tenant,
-      this.keys.channel(scope),
+      names.channel,
       String(Math.max(0, Math.round(request.expiryGraceMs ?? 0))),
     ]);
     if (!Array.isArray(reply) || !reply.every(Buffer.isBuffer) || reply.length === 0) {
@@ -122,26 +123,27 @@ export class RedisRecordStore implements RecordStore {
   }
 
   async complete(scope: RecordScope, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
-    const reply = await this.script('complete', 'idemComplete', [this.keys.record(scope), this.keys.index(scope.key)], [
+    const names = this.keys.names(scope);
+    const reply = await this.script('complete', 'idemComplete', [names.record, names.index], [
       token,
       milliseconds(ttlMs, 'ttlMs'),
       String(response.status),
       JSON.stringify(response.headers),
       response.body,
       scope.tenant,
-      this.keys.channel(scope),
+      names.channel,
     ]);
     return isOne(reply);
   }
 
   async markUnknown(scope: RecordScope, token: string): Promise<boolean> {
-    const args = [token, this.keys.channel(scope)];
-    return isOne(await this.script('mark unknown', 'idemMarkUnknown', [this.keys.record(scope)], args));
+    const names = this.keys.names(scope);
+    return isOne(await this.script('mark unknown', 'idemMarkUnknown', [names.record], [token, names.channel]));
   }
 
   async release(scope: RecordScope, token: string): Promise<boolean> {
-    const keys = [this.keys.record(scope), this.keys.index(scope.key)];
-    return isOne(await this.script('release', 'idemRelease', keys, [token, scope.tenant, this.keys.channel(scope)]));
+    const names = this.keys.names(scope);
+    return isOne(await this.script('release', 'idemRelease', [names.record, names.index], [token, scope.tenant, names.channel]));
   }
 
   async listByKey(key: string): Promise<TenantRecord[]> {
@@ -167,8 +169,8 @@ export class RedisRecordStore implements RecordStore {
   }
 
   async remove(scope: RecordScope): Promise<boolean> {
-    const keys = [this.keys.record(scope), this.keys.index(scope.key)];
-    return isOne(await this.script('remove', 'idemRemove', keys, [scope.tenant, this.keys.channel(scope)]));
+    const names = this.keys.names(scope);
+    return isOne(await this.script('remove', 'idemRemove', [names.record, names.index], [scope.tenant, names.channel]));
   }
 
   async ping(): Promise<void> {
