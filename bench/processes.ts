@@ -8,8 +8,8 @@
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
+import { killWithParent } from '../test/helpers/process-watchdog';
 
 const HOST = '127.0.0.1';
 
@@ -128,7 +128,7 @@ export async function startSidecarProcess(options: SidecarStart, timeoutMs = 15_
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  startWatchdog(child);
+  killWithParent(child, 'bench');
   const handle = track(options.name, child);
   const adminUrl = `http://${HOST}:${options.adminPort}`;
   const deadline = Date.now() + timeoutMs;
@@ -150,32 +150,9 @@ export async function startSidecarProcess(options: SidecarStart, timeoutMs = 15_
   return { ...handle, url: `http://${HOST}:${options.port}`, adminUrl };
 }
 
-/** A `sh` holding a pipe from this process: kills the child when the pipe closes (we died). */
-function startWatchdog(child: ChildProcess): void {
-  if (child.pid === undefined) return;
-  const watchdog = spawn('sh', ['-c', 'read _ignored; kill -9 "$1" 2>/dev/null', 'bench-watchdog', String(child.pid)], {
-    stdio: ['pipe', 'ignore', 'ignore'],
-    detached: true,
-  });
-  watchdog.on('error', () => undefined);
-  watchdog.stdin?.on('error', () => undefined);
-  watchdog.unref();
-  if (watchdog.stdin instanceof net.Socket) watchdog.stdin.unref();
-  child.once('exit', () => watchdog.kill('SIGKILL'));
-}
 
-/** A port the OS says is free on loopback right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** Shared with the tests. */
+export { freePort } from '../test/helpers/free-port';
 
 export interface MemoryStatus {
   /** Resident set size now, bytes. */

@@ -4,10 +4,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './free-port';
+import { killWithParent } from './process-watchdog';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'idempotency-sidecar.js');
 
@@ -50,24 +50,6 @@ process.on('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
-/**
- * Under Jest a test file's `process` is a copy whose 'exit' never fires, so the hook above does
- * not cover a worker that dies: a `sh` holding a pipe from this process kills the sidecar when
- * the pipe closes, whatever ended this process (as test/helpers/redis-server.ts does for Redis).
- * It is killed itself when the sidecar exits, so it never signals a reused pid.
- */
-function startWatchdog(child: ChildProcess): void {
-  if (child.pid === undefined) return;
-  const watchdog = spawn('sh', ['-c', 'read _ignored; kill -CONT "$1" 2>/dev/null; kill -9 "$1" 2>/dev/null', 'sidecar-watchdog', String(child.pid)], {
-    stdio: ['pipe', 'ignore', 'ignore'],
-    detached: true,
-  });
-  watchdog.on('error', () => undefined);
-  watchdog.stdin?.on('error', () => undefined);
-  watchdog.unref();
-  if (watchdog.stdin instanceof net.Socket) watchdog.stdin.unref();
-  child.once('exit', () => watchdog.kill('SIGKILL'));
-}
 
 export async function startSidecar(options: SidecarOptions): Promise<SidecarProcess> {
   const port = options.port ?? (await freePort());
@@ -95,7 +77,7 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
   // The child holds its own copy of the descriptor.
   if (logFd !== undefined) fs.closeSync(logFd);
   live.add(child);
-  startWatchdog(child);
+  killWithParent(child, 'sidecar');
   let captured = '';
   child.stdout?.on('data', (chunk: Buffer) => (captured += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (captured += chunk.toString()));

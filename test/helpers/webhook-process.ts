@@ -5,10 +5,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { freePort } from './free-port';
+import { killWithParent } from './process-watchdog';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'idempotency-sidecar.js');
 
@@ -35,19 +35,6 @@ process.on('exit', () => {
   for (const child of live) child.kill('SIGKILL');
 });
 
-/** A `sh` that kills the webhook when this process's end closes its pipe, whatever ended it (see sidecar-process.ts). */
-function startWatchdog(child: ChildProcess): void {
-  if (child.pid === undefined) return;
-  const watchdog = spawn('sh', ['-c', 'read _ignored; kill -9 "$1" 2>/dev/null', 'webhook-watchdog', String(child.pid)], {
-    stdio: ['pipe', 'ignore', 'ignore'],
-    detached: true,
-  });
-  watchdog.on('error', () => undefined);
-  watchdog.stdin?.on('error', () => undefined);
-  watchdog.unref();
-  if (watchdog.stdin instanceof net.Socket) watchdog.stdin.unref();
-  child.once('exit', () => watchdog.kill('SIGKILL'));
-}
 
 export interface HttpsReply {
   readonly status: number;
@@ -110,7 +97,7 @@ export async function startWebhookProcess(options: WebhookOptions): Promise<Webh
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);
-  startWatchdog(child);
+  killWithParent(child, 'webhook');
   let captured = '';
   child.stdout?.on('data', (chunk: Buffer) => (captured += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (captured += chunk.toString()));
