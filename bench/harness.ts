@@ -33,8 +33,8 @@ import { type ProfileSummary, summariseProfile } from './profile';
 import type { KeyMode, LoadJob, LoadResult, WorkerMessage } from './protocol';
 import { type CommandDelta, commandDelta, loadRedlockScriptNames, loadScriptNames, median, RedisProbe, type RedisSnapshot, type TraceResult, traceRoundTrips } from './redis-stats';
 
-export type ScenarioId = 'upstream' | 'http-proxy' | 'undici-proxy' | 'unguarded' | 'first' | 'replay' | 'inflight' | 'redlock';
-type TargetName = 'upstream' | 'httpProxy' | 'undiciProxy' | 'sidecar' | 'redlockSidecar';
+export type ScenarioId = 'upstream' | 'http-proxy' | 'undici-proxy' | 'floor' | 'unguarded' | 'first' | 'replay' | 'inflight' | 'redlock';
+type TargetName = 'upstream' | 'httpProxy' | 'undiciProxy' | 'floorProxy' | 'sidecar' | 'redlockSidecar';
 type KeyKind = 'none' | 'unique' | 'replay' | 'inflight';
 
 export interface Scenario {
@@ -55,6 +55,7 @@ export const SCENARIOS: readonly Scenario[] = [
   { id: 'upstream', number: '1', label: 'upstream direct', target: 'upstream', method: 'POST', path: '/payments/direct', keys: 'none', expectedStatus: ok },
   { id: 'http-proxy', number: '2a', label: 'pass-through, http-proxy', target: 'httpProxy', method: 'POST', path: '/payments/http-proxy', keys: 'none', expectedStatus: ok },
   { id: 'undici-proxy', number: '2b', label: 'pass-through, undici Pool', target: 'undiciProxy', method: 'POST', path: '/payments/undici', keys: 'none', expectedStatus: ok },
+  { id: 'floor', number: '2c', label: 'floor: undici Pool + 2 Redis calls', target: 'floorProxy', method: 'POST', path: '/payments/floor', keys: 'unique', expectedStatus: ok },
   { id: 'unguarded', number: '3', label: 'sidecar, unguarded GET', target: 'sidecar', method: 'GET', path: '/payments/unguarded', keys: 'none', expectedStatus: ok },
   { id: 'first', number: '4', label: 'sidecar, guarded first-time', target: 'sidecar', method: 'POST', path: '/payments/first', keys: 'unique', expectedStatus: ok },
   { id: 'replay', number: '5', label: 'sidecar, replays', target: 'sidecar', method: 'POST', path: '/payments/replay', keys: 'replay', expectedStatus: ok },
@@ -242,13 +243,15 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
     const locks = lockRedis.map((handle, i) => new RedisProbe(`lock-${i}`, handle.url));
     probes.push(store, ...locks);
 
-    log('starting the upstream, the two pass-through proxies and the load generator');
+    log('starting the upstream, the three pass-through proxies and the load generator');
     const upstream = await forkServer('upstream', path.join(build, 'servers', 'upstream.js'));
     processes.push(upstream);
     const httpProxy = await forkServer('http-proxy pass-through', path.join(build, 'servers', 'http-proxy-passthrough.js'), { BENCH_UPSTREAM: upstream.url });
     processes.push(httpProxy);
     const undiciProxy = await forkServer('undici pass-through', path.join(build, 'servers', 'undici-passthrough.js'), { BENCH_UPSTREAM: upstream.url });
     processes.push(undiciProxy);
+    const floorProxy = await forkServer('redis floor pass-through', path.join(build, 'servers', 'redis-floor-passthrough.js'), { BENCH_UPSTREAM: upstream.url, BENCH_REDIS: storeRedis.url });
+    processes.push(floorProxy);
     const workerProcess = await forkWorker('load generator', path.join(build, 'load-worker.js'));
     processes.push(workerProcess);
 
@@ -271,7 +274,7 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       root,
       runId: randomBytes(4).toString('hex'),
       upstream,
-      targets: { upstream, httpProxy, undiciProxy, sidecar, redlockSidecar },
+      targets: { upstream, httpProxy, undiciProxy, floorProxy, sidecar, redlockSidecar },
       store,
       locks,
       worker: new LoadWorker(workerProcess),
@@ -380,7 +383,7 @@ function sidecarSettings(options: BenchOptions, redisUrl: string): Record<string
   return {
     IDEMPOTENCY_REDIS_URL: redisUrl,
     IDEMPOTENCY_UPSTREAM_TIMEOUT: `${upstreamTimeoutS}s`,
-    IDEMPOTENCY_LOG_LEVEL: 'info',
+    IDEMPOTENCY_LOG_LEVEL: process.env['BENCH_LOG_LEVEL'] ?? 'info',
   };
 }
 
@@ -413,7 +416,7 @@ async function runCell(ctx: Context, cell: CellResult, durationS: number, measur
     const cpuPids: Record<string, readonly number[]> = {
       target: [target.pid],
       ...(scenario.target === 'upstream' ? {} : { upstream: [ctx.upstream.pid] }),
-      ...(sidecarTarget ? { redis: [ctx.redisPids.store] } : {}),
+      ...(sidecarTarget || scenario.target === 'floorProxy' ? { redis: [ctx.redisPids.store] } : {}),
       ...(scenario.target === 'redlockSidecar' ? { locks: ctx.redisPids.locks } : {}),
     };
     const cpuBefore = cpuOf(cpuPids);

@@ -323,6 +323,22 @@ function rows(report: Report): string[][] {
   ]);
 }
 
+/** The sidecar's guarded first-time rows as a share of the floor's throughput and CPU. */
+function floorComparison(report: Report): string[] {
+  const out: string[] = [];
+  for (const body of report.options.bodySizes) {
+    const floor = report.scenarios.find((s) => s.id === 'floor' && s.bodyBytes === body);
+    const first = report.scenarios.find((s) => s.id === 'first' && s.bodyBytes === body);
+    if (!floor || !first || floor.rps <= 0) continue;
+    const floorCpu = floor.cpuMicrosPerRequest['target'];
+    const firstCpu = first.cpuMicrosPerRequest['target'];
+    const cpu = floorCpu !== undefined && firstCpu !== undefined ? `; CPU ${fixed(firstCpu, 0)} vs ${fixed(floorCpu, 0)} us/req` : '';
+    const floorRatio = floor.ratioVsPlain === null ? '' : ` (the floor itself: ${floor.ratioVsPlain.toFixed(2)}x the plain pass-through)`;
+    out.push(`guarded first-time, ${bodyLabel(body)}: ${(first.rps / floor.rps).toFixed(2)}x the floor's throughput${cpu}${floorRatio}`);
+  }
+  return out;
+}
+
 function passText(pass: boolean | null): string {
   return pass === null ? 'not measured' : pass ? 'PASS' : 'MISS';
 }
@@ -344,6 +360,12 @@ export function renderText(report: Report): string {
   out.push(noiseLine(report));
   out.push('CPU us/req: CPU time of the process under test per response (user + system, /proc/<pid>/stat); the JSON has the upstream\'s and Redis\'s too');
   out.push(`plain pass-through: ${Object.entries(report.plainPassThrough).map(([body, id]) => `${bodyLabel(Number(body))}: ${id}`).join(', ')}; round trips from the trace (one request at a time), Redis commands under load (script-internal included)`);
+  const floorLines = floorComparison(report);
+  if (floorLines.length > 0) {
+    out.push('');
+    out.push('against the floor (2c: the undici pass-through plus the two Redis calls any Redis-backed proxy makes):');
+    for (const floorLine of floorLines) out.push(`  ${floorLine}`);
+  }
   out.push('');
   out.push('targets (reported, not asserted):');
   const targetWidth = Math.max(...report.targets.map((target) => target.target.length));

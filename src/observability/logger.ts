@@ -46,6 +46,8 @@ function errorText(error: unknown): string | undefined {
 export function logEvents(logger: Logger): () => void {
   const onRequest = (message: unknown): void => {
     const event = message as RequestEvent;
+    // Pass-through lines are debug: at the usual levels, do not build a line nobody writes.
+    if (event.outcome === 'passthrough' && !logger.isLevelEnabled('debug')) return;
     const line = {
       requestId: event.requestId,
       method: event.method,

@@ -88,5 +88,6 @@ describe('npm run bench, short form', () => {
     expect(report.profile?.topOwners.length).toBeGreaterThan(0);
     expect(result.stdout).toContain('req/s');
     expect(result.stdout).toContain('targets (reported, not asserted)');
+    expect(result.stdout).toContain("the floor's throughput");
   });
 });
