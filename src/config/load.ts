@@ -343,6 +343,8 @@ export function redactConfig(config: Config): Record<string, unknown> {
     upstream: config.upstream.origin,
     redisUrl: config.redisUrl === undefined ? undefined : redactUrl(config.redisUrl),
     redlockUrls: config.redlockUrls?.map(redactUrl),
+    redisPassword: config.redisPassword === undefined ? undefined : 'REDACTED',
+    encryptionKeys: config.encryptionKeys === undefined ? undefined : 'REDACTED',
     adminToken: config.adminToken === undefined ? undefined : 'REDACTED',
   };
 }

@@ -9,9 +9,11 @@
  */
 
 import { constants as bufferConstants } from 'node:buffer';
+import fs from 'node:fs';
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DURATION_HINT, formatDuration, parseDuration } from './duration';
+import { parseEncryptionKeys } from './encryption-keys';
 import { normalizePath, pathCovers } from './routes';
 import type {
   Config,
@@ -21,6 +23,7 @@ import type {
   OnUnknownMode,
   RouteRule,
   StoreUnavailableMode,
+  TenantSource,
 } from './settings';
 
 // ---------------------------------------------------------------------------------------------
@@ -34,6 +37,16 @@ export const SETTING_NAMES = [
   'adminPort',
   'redisUrl',
   'redisClusterNodes',
+  'redisSentinels',
+  'redisSentinelMaster',
+  'redisUsername',
+  'redisPassword',
+  'redisTls',
+  'redisTlsCaFile',
+  'redisTlsCertFile',
+  'redisTlsKeyFile',
+  'redisWaitReplicas',
+  'redisWaitTimeout',
   'redlockUrls',
   'methods',
   'keyHeader',
@@ -45,6 +58,16 @@ export const SETTING_NAMES = [
   'upstreamTimeout',
   'maxBody',
   'tenantHeaders',
+  'tenantFrom',
+  'tlsCertFile',
+  'tlsKeyFile',
+  'tlsClientCaFile',
+  'encryptionKeys',
+  'encryptionKeysFile',
+  'clientHeaderTimeout',
+  'clientRequestTimeout',
+  'maxHeaderSize',
+  'memoryStoreMaxRecords',
   'storeUnavailable',
   'releaseStatuses',
   'onUnknown',
@@ -76,6 +99,7 @@ export function flagName(setting: string): string {
 const CONCURRENT_MODES = ['reject', 'wait'] as const satisfies readonly ConcurrentMode[];
 const STORE_UNAVAILABLE_MODES = ['reject', 'passthrough'] as const satisfies readonly StoreUnavailableMode[];
 const ON_UNKNOWN_MODES = ['hold', 'release'] as const satisfies readonly OnUnknownMode[];
+const TENANT_SOURCES = ['headers', 'client-certificate'] as const satisfies readonly TenantSource[];
 const LOG_LEVELS = [
   'fatal',
   'error',
@@ -87,12 +111,34 @@ const LOG_LEVELS = [
 ] as const satisfies readonly LogLevel[];
 
 /** What a setting is when nobody set it. Settings without a default are required or optional. */
-export type Defaults = Omit<Config, 'upstream' | 'redisUrl' | 'redisClusterNodes' | 'redlockUrls' | 'adminToken'>;
+export type Defaults = Omit<
+  Config,
+  | 'upstream'
+  | 'redisUrl'
+  | 'redisClusterNodes'
+  | 'redisSentinels'
+  | 'redisSentinelMaster'
+  | 'redisUsername'
+  | 'redisPassword'
+  | 'redisTlsCaFile'
+  | 'redisTlsCertFile'
+  | 'redisTlsKeyFile'
+  | 'redlockUrls'
+  | 'tlsCertFile'
+  | 'tlsKeyFile'
+  | 'tlsClientCaFile'
+  | 'encryptionKeys'
+  | 'encryptionKeysFile'
+  | 'adminToken'
+>;
 
 export const DEFAULTS: Defaults = deepFreeze({
   port: 8080,
   host: '0.0.0.0',
   adminPort: 9090,
+  redisTls: false,
+  redisWaitReplicas: 0,
+  redisWaitTimeoutMs: 500,
   methods: ['POST', 'PATCH'],
   keyHeader: 'idempotency-key',
   requireKey: false,
@@ -103,6 +149,11 @@ export const DEFAULTS: Defaults = deepFreeze({
   upstreamTimeoutMs: 30_000,
   maxBody: 1_048_576,
   tenantHeaders: ['authorization'],
+  tenantFrom: 'headers',
+  clientHeaderTimeoutMs: 10_000,
+  clientRequestTimeoutMs: 60_000,
+  maxHeaderSize: 16_384,
+  memoryStoreMaxRecords: 100_000,
   storeUnavailable: 'reject',
   releaseStatuses: [408, 409, 425, 429, 503],
   onUnknown: 'hold',
@@ -147,6 +198,25 @@ const HELP: Readonly<Record<SettingName, { readonly default: string; readonly me
     default: 'unset',
     meaning: 'comma-separated host:port seeds of a Redis Cluster used as the record store instead',
   },
+  redisSentinels: {
+    default: 'unset',
+    meaning: 'comma-separated host:port of Redis Sentinels; with redisSentinelMaster, the record store is the master they name',
+  },
+  redisSentinelMaster: { default: 'unset', meaning: 'name of the master the Sentinels monitor (sentinel monitor <name> ...)' },
+  redisUsername: { default: 'unset', meaning: 'ACL user for Cluster and Sentinel-managed nodes (URLs carry their own user)' },
+  redisPassword: { default: 'unset', meaning: 'password for Cluster and Sentinel-managed nodes (URLs carry their own password)' },
+  redisTls: { default: 'false', meaning: 'true: TLS to Cluster and Sentinel-managed nodes (URLs ask for TLS with rediss://)' },
+  redisTlsCaFile: { default: 'system CAs', meaning: 'PEM file of the CA that signed the Redis servers\' certificates (store and locks)' },
+  redisTlsCertFile: { default: 'unset', meaning: 'PEM client certificate presented to Redis (with redisTlsKeyFile)' },
+  redisTlsKeyFile: { default: 'unset', meaning: 'PEM private key of redisTlsCertFile' },
+  redisWaitReplicas: {
+    default: String(DEFAULTS.redisWaitReplicas),
+    meaning: 'replicas that must acknowledge a claim and a stored response (WAIT) before the sidecar acts on it; 0: do not wait',
+  },
+  redisWaitTimeout: {
+    default: formatDuration(DEFAULTS.redisWaitTimeoutMs),
+    meaning: 'longest wait for those acknowledgements; shorter than storeTimeout',
+  },
   redlockUrls: {
     default: 'the record store',
     meaning: 'comma-separated URLs of independent Redis masters that hold the per-key locks (Redlock quorum)',
@@ -179,6 +249,31 @@ const HELP: Readonly<Record<SettingName, { readonly default: string; readonly me
     default: list(DEFAULTS.tenantHeaders.map(headerCase)),
     meaning: 'comma-separated request headers whose values scope keys to a client; empty: no scoping',
   },
+  tenantFrom: {
+    default: DEFAULTS.tenantFrom,
+    meaning: "headers: the tenant headers scope keys; client-certificate: the verified client certificate's subject does",
+  },
+  tlsCertFile: { default: 'unset', meaning: 'PEM certificate of the proxy listener; with tlsKeyFile it speaks HTTPS' },
+  tlsKeyFile: { default: 'unset', meaning: 'PEM private key of tlsCertFile' },
+  tlsClientCaFile: { default: 'unset', meaning: 'PEM CA bundle client certificates are verified against; set: a client certificate is required' },
+  encryptionKeys: {
+    default: 'unset',
+    meaning: 'keys that encrypt stored responses (AES-256-GCM): id:base64-of-32-bytes, comma-separated, the first encrypts; unset: stored in the clear',
+  },
+  encryptionKeysFile: { default: 'unset', meaning: 'file with the same keys, one id:base64 per line (instead of encryptionKeys)' },
+  clientHeaderTimeout: {
+    default: formatDuration(DEFAULTS.clientHeaderTimeoutMs),
+    meaning: 'longest a client may take to send its request headers',
+  },
+  clientRequestTimeout: {
+    default: formatDuration(DEFAULTS.clientRequestTimeoutMs),
+    meaning: 'longest a client may take to send its whole request, body included',
+  },
+  maxHeaderSize: { default: String(DEFAULTS.maxHeaderSize), meaning: 'largest request header block in bytes; larger gets 431' },
+  memoryStoreMaxRecords: {
+    default: String(DEFAULTS.memoryStoreMaxRecords),
+    meaning: 'most records the in-process store keeps (no redisUrl); a new key beyond it gets 503',
+  },
   storeUnavailable: {
     default: DEFAULTS.storeUnavailable,
     meaning: 'reject: guarded requests get 503 while Redis is down; passthrough: they go through unguarded',
@@ -210,7 +305,7 @@ export const SETTINGS: readonly SettingInfo[] = Object.freeze(
       name,
       env: FILE_ONLY.has(name) ? undefined : envName(name),
       flag: FILE_ONLY.has(name) ? undefined : flagName(name),
-      boolean: name === 'requireKey',
+      boolean: name === 'requireKey' || name === 'redisTls',
       default: HELP[name].default,
       meaning: HELP[name].meaning,
     }),
@@ -548,6 +643,71 @@ const maxBody: Check<number> = (value, report) => {
   return n;
 };
 
+/** A readable file, named by its path; the sidecar reads it at start-up. */
+const readableFile: Check<string> = (value, report) => {
+  if (typeof value !== 'string' || value.trim() === '') return report(`${show(value)} is not a file path; give the path of a readable file`);
+  const text = value.trim();
+  try {
+    fs.accessSync(text, fs.constants.R_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    return report(`${JSON.stringify(text)} cannot be read (${code}); mount the file there, or fix the path`);
+  }
+  return text;
+};
+
+const sentinelMaster: Check<string> = (value, report) => {
+  if (typeof value !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(value.trim())) {
+    return report(`${show(value)} is not a master name; use the name given to sentinel monitor, e.g. mymaster`);
+  }
+  return value.trim();
+};
+
+const redisUsername: Check<string> = (value, report) => {
+  if (typeof value !== 'string' || !/^[\x21-\x7e]{1,256}$/.test(value)) {
+    return report(`${show(value)} is not an ACL user name; use visible ASCII without spaces`);
+  }
+  return value;
+};
+
+/** Never echoed. */
+const secretText: Check<string> = (value, report) => {
+  if (typeof value !== 'string') return report('is not a string; quote it in YAML');
+  if (value === '') return report('is empty; unset it, or give the secret');
+  if (!/^[\x21-\x7e]+$/.test(value)) {
+    return report('contains spaces or control characters (a trailing newline from a secret file?); use visible ASCII only');
+  }
+  return value;
+};
+
+const waitReplicas: Check<number> = (value, report) => {
+  const n = wholeNumber(value);
+  if (n === undefined || n > 64) return report(`${show(value)} is not a replica count; use a whole number from 0 (do not wait) to 64`);
+  return n;
+};
+
+const headerSize: Check<number> = (value, report) => {
+  const n = wholeNumber(value);
+  if (n === undefined || n < 1_024 || n > 1_048_576) {
+    return report(`${show(value)} is not a header size; use a whole number of bytes from 1024 to 1048576, e.g. 16384`);
+  }
+  return n;
+};
+
+const recordCount: Check<number> = (value, report) => {
+  const n = wholeNumber(value);
+  if (n === undefined || n < 1) return report(`${show(value)} is not a record count; use a whole number greater than 0, e.g. 100000`);
+  return n;
+};
+
+/** Never echoes a key: a message about a secret must not leak it. */
+const encryptionKeys: Check<string> = (value, report) => {
+  if (typeof value !== 'string') return report('is not a string; quote it in YAML');
+  const parsed = parseEncryptionKeys(value, ',');
+  if (!parsed.ok) return report(parsed.problem);
+  return value;
+};
+
 const MIN_TOKEN_LENGTH = 16;
 
 /** Never echoed: a message about a token must not leak the token. */
@@ -688,6 +848,18 @@ export const settingsSchema = z
     redisClusterNodes: optional(
       nonEmpty(listOf(clusterNode), 'lists no node; give host:port seeds, e.g. redis-0:6379,redis-1:6379, or unset it'),
     ),
+    redisSentinels: optional(
+      nonEmpty(listOf(clusterNode), 'lists no Sentinel; give host:port of each, e.g. sentinel-0:26379,sentinel-1:26379, or unset it'),
+    ),
+    redisSentinelMaster: optional(sentinelMaster),
+    redisUsername: optional(redisUsername),
+    redisPassword: optional(secretText),
+    redisTls: withDefault(boolean, DEFAULTS.redisTls),
+    redisTlsCaFile: optional(readableFile),
+    redisTlsCertFile: optional(readableFile),
+    redisTlsKeyFile: optional(readableFile),
+    redisWaitReplicas: withDefault(waitReplicas, DEFAULTS.redisWaitReplicas),
+    redisWaitTimeout: withDefault(duration({ timer: true }), DEFAULTS.redisWaitTimeoutMs),
     redlockUrls: optional(redlockUrls),
     methods: withDefault(methodList, DEFAULTS.methods),
     keyHeader: withDefault(headerName({ forKey: true }), DEFAULTS.keyHeader),
@@ -699,6 +871,16 @@ export const settingsSchema = z
     upstreamTimeout: withDefault(duration({ timer: true }), DEFAULTS.upstreamTimeoutMs),
     maxBody: withDefault(maxBody, DEFAULTS.maxBody),
     tenantHeaders: withDefault(listOf(headerName({ forKey: false })), DEFAULTS.tenantHeaders),
+    tenantFrom: withDefault(oneOf(TENANT_SOURCES), DEFAULTS.tenantFrom),
+    tlsCertFile: optional(readableFile),
+    tlsKeyFile: optional(readableFile),
+    tlsClientCaFile: optional(readableFile),
+    encryptionKeys: optional(encryptionKeys),
+    encryptionKeysFile: optional(readableFile),
+    clientHeaderTimeout: withDefault(duration({ timer: true }), DEFAULTS.clientHeaderTimeoutMs),
+    clientRequestTimeout: withDefault(duration({ timer: true }), DEFAULTS.clientRequestTimeoutMs),
+    maxHeaderSize: withDefault(headerSize, DEFAULTS.maxHeaderSize),
+    memoryStoreMaxRecords: withDefault(recordCount, DEFAULTS.memoryStoreMaxRecords),
     storeUnavailable: withDefault(oneOf(STORE_UNAVAILABLE_MODES), DEFAULTS.storeUnavailable),
     releaseStatuses: withDefault(listOf(status), DEFAULTS.releaseStatuses),
     onUnknown: withDefault(oneOf(ON_UNKNOWN_MODES), DEFAULTS.onUnknown),
@@ -725,25 +907,122 @@ export const settingsSchema = z
   )
   .superRefine(
     (s, ctx) => {
-      if (s.redisUrl !== undefined && s.redisClusterNodes !== undefined) {
+      const stores = (['redisUrl', 'redisClusterNodes', 'redisSentinels'] as const).filter((name) => s[name] !== undefined);
+      if (stores.length > 1) {
         ctx.addIssue({
           code: 'custom',
-          path: ['redisUrl'],
-          params: { also: ['redisClusterNodes'] },
-          message: 'are both set; the record store is one Redis or one Redis Cluster: keep one',
+          path: [stores[0] as string],
+          params: { also: stores.slice(1) },
+          message: 'are all set; the record store is one Redis, one Redis Cluster or one Sentinel-managed master: keep one',
         });
       }
-      if (s.redlockUrls !== undefined && s.redisUrl === undefined && s.redisClusterNodes === undefined) {
+      if ((s.redisSentinels === undefined) !== (s.redisSentinelMaster === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [s.redisSentinels === undefined ? 'redisSentinelMaster' : 'redisSentinels'],
+          message:
+            s.redisSentinels === undefined
+              ? `is set without ${envName('redisSentinels')}; name the Sentinels too, or unset it`
+              : `needs ${envName('redisSentinelMaster')} too: the name of the master they monitor, e.g. mymaster`,
+        });
+      }
+      if (s.redlockUrls !== undefined && stores.length === 0) {
         ctx.addIssue({
           code: 'custom',
           path: ['redlockUrls'],
           message:
-            `needs a Redis record store too (${envName('redisUrl')} or ${envName('redisClusterNodes')}): ` +
+            `needs a Redis record store too (${envName('redisUrl')}, ${envName('redisClusterNodes')} or ${envName('redisSentinels')}): ` +
             'with the in-process store each replica keeps its own records, so shared locks cannot stop a second run',
         });
       }
+      const nodeSettings = [
+        ...(s.redisUsername === undefined ? [] : ['redisUsername']),
+        ...(s.redisPassword === undefined ? [] : ['redisPassword']),
+        ...(s.redisTls ? ['redisTls'] : []),
+      ];
+      if (nodeSettings.length > 0 && s.redisClusterNodes === undefined && s.redisSentinels === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [nodeSettings[0] as string],
+          params: { also: nodeSettings.slice(1) },
+          message:
+            `apply to a Redis Cluster or Sentinel set only; a single Redis takes its user, password and TLS from its URL ` +
+            '(rediss://user:password@host:6380): put them there, or unset these',
+        });
+      }
+      if ((s.redisTlsCertFile === undefined) !== (s.redisTlsKeyFile === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [s.redisTlsCertFile === undefined ? 'redisTlsKeyFile' : 'redisTlsCertFile'],
+          message: `needs ${envName(s.redisTlsCertFile === undefined ? 'redisTlsCertFile' : 'redisTlsKeyFile')} too: a client certificate goes with its key`,
+        });
+      }
+      if (s.redisWaitReplicas > 0 && stores.length === 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['redisWaitReplicas'],
+          message: 'needs a Redis record store with replicas; the in-process store has none: unset it or set 0',
+        });
+      }
     },
-    { when: parsedCleanly(['redisUrl', 'redisClusterNodes', 'redlockUrls']) },
+    { when: parsedCleanly(['redisUrl', 'redisClusterNodes', 'redisSentinels', 'redisSentinelMaster', 'redlockUrls', 'redisUsername', 'redisPassword', 'redisTls', 'redisTlsCertFile', 'redisTlsKeyFile', 'redisWaitReplicas']) },
+  )
+  .superRefine(
+    (s, ctx) => {
+      if (s.redisWaitReplicas > 0 && s.redisWaitTimeout >= s.storeTimeout) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['redisWaitTimeout'],
+          params: { also: ['storeTimeout'] },
+          message:
+            `is ${formatDuration(s.redisWaitTimeout)}, not shorter than the store timeout (${formatDuration(s.storeTimeout)}): ` +
+            'a WAIT that outlasts it counts the store as down; shorten it or lengthen the store timeout',
+        });
+      }
+    },
+    { when: parsedCleanly(['redisWaitReplicas', 'redisWaitTimeout', 'storeTimeout']) },
+  )
+  .superRefine(
+    (s, ctx) => {
+      if ((s.tlsCertFile === undefined) !== (s.tlsKeyFile === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [s.tlsCertFile === undefined ? 'tlsKeyFile' : 'tlsCertFile'],
+          message: `needs ${envName(s.tlsCertFile === undefined ? 'tlsCertFile' : 'tlsKeyFile')} too: the listener's certificate goes with its key`,
+        });
+      }
+      if (s.tlsClientCaFile !== undefined && s.tlsCertFile === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tlsClientCaFile'],
+          message: `needs the listener to speak HTTPS: set ${envName('tlsCertFile')} and ${envName('tlsKeyFile')} too`,
+        });
+      }
+      if (s.tenantFrom === 'client-certificate' && s.tlsClientCaFile === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tenantFrom'],
+          message: `is client-certificate, but no client certificate is verified: set ${envName('tlsClientCaFile')} (and the listener's certificate and key)`,
+        });
+      }
+      if (s.encryptionKeys !== undefined && s.encryptionKeysFile !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['encryptionKeys'],
+          params: { also: ['encryptionKeysFile'] },
+          message: 'are both set; give the keys one way: keep one',
+        });
+      }
+      if (s.clientHeaderTimeout > s.clientRequestTimeout) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clientHeaderTimeout'],
+          params: { also: ['clientRequestTimeout'] },
+          message: `is longer than the request timeout (${formatDuration(s.clientRequestTimeout)}), which includes the headers; shorten it`,
+        });
+      }
+    },
+    { when: parsedCleanly(['tlsCertFile', 'tlsKeyFile', 'tlsClientCaFile', 'tenantFrom', 'encryptionKeys', 'encryptionKeysFile', 'clientHeaderTimeout', 'clientRequestTimeout']) },
   )
   .superRefine(
     (s, ctx) => {
@@ -775,6 +1054,16 @@ export const settingsSchema = z
       adminPort: s.adminPort,
       ...(s.redisUrl === undefined ? {} : { redisUrl: s.redisUrl }),
       ...(s.redisClusterNodes === undefined ? {} : { redisClusterNodes: s.redisClusterNodes }),
+      ...(s.redisSentinels === undefined ? {} : { redisSentinels: s.redisSentinels }),
+      ...(s.redisSentinelMaster === undefined ? {} : { redisSentinelMaster: s.redisSentinelMaster }),
+      ...(s.redisUsername === undefined ? {} : { redisUsername: s.redisUsername }),
+      ...(s.redisPassword === undefined ? {} : { redisPassword: s.redisPassword }),
+      redisTls: s.redisTls,
+      ...(s.redisTlsCaFile === undefined ? {} : { redisTlsCaFile: s.redisTlsCaFile }),
+      ...(s.redisTlsCertFile === undefined ? {} : { redisTlsCertFile: s.redisTlsCertFile }),
+      ...(s.redisTlsKeyFile === undefined ? {} : { redisTlsKeyFile: s.redisTlsKeyFile }),
+      redisWaitReplicas: s.redisWaitReplicas,
+      redisWaitTimeoutMs: s.redisWaitTimeout,
       ...(s.redlockUrls === undefined ? {} : { redlockUrls: s.redlockUrls }),
       methods: s.methods,
       keyHeader: s.keyHeader,
@@ -786,6 +1075,16 @@ export const settingsSchema = z
       upstreamTimeoutMs: s.upstreamTimeout,
       maxBody: s.maxBody,
       tenantHeaders: s.tenantHeaders,
+      tenantFrom: s.tenantFrom,
+      ...(s.tlsCertFile === undefined ? {} : { tlsCertFile: s.tlsCertFile }),
+      ...(s.tlsKeyFile === undefined ? {} : { tlsKeyFile: s.tlsKeyFile }),
+      ...(s.tlsClientCaFile === undefined ? {} : { tlsClientCaFile: s.tlsClientCaFile }),
+      ...(s.encryptionKeys === undefined ? {} : { encryptionKeys: s.encryptionKeys }),
+      ...(s.encryptionKeysFile === undefined ? {} : { encryptionKeysFile: s.encryptionKeysFile }),
+      clientHeaderTimeoutMs: s.clientHeaderTimeout,
+      clientRequestTimeoutMs: s.clientRequestTimeout,
+      maxHeaderSize: s.maxHeaderSize,
+      memoryStoreMaxRecords: s.memoryStoreMaxRecords,
       storeUnavailable: s.storeUnavailable,
       releaseStatuses: s.releaseStatuses,
       onUnknown: s.onUnknown,

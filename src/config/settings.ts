@@ -8,6 +8,8 @@ export type ConcurrentMode = 'reject' | 'wait';
 export type StoreUnavailableMode = 'reject' | 'passthrough';
 export type OnUnknownMode = 'hold' | 'release';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** What scopes a key to one client: the tenant headers, or the verified client certificate's subject. */
+export type TenantSource = 'headers' | 'client-certificate';
 
 export type KeySource =
   | { readonly from: 'header'; readonly name: string }
@@ -35,6 +37,21 @@ export interface Config {
   readonly redisUrl?: string;
   /** `host:port` seeds. */
   readonly redisClusterNodes?: readonly string[];
+  /** `host:port` of the Sentinels; with redisSentinelMaster, the record store is that master. */
+  readonly redisSentinels?: readonly string[];
+  readonly redisSentinelMaster?: string;
+  /** ACL user and password of Cluster and Sentinel-managed nodes (URLs carry their own). */
+  readonly redisUsername?: string;
+  readonly redisPassword?: string;
+  /** TLS to Cluster and Sentinel-managed nodes (URLs say it with rediss://). */
+  readonly redisTls: boolean;
+  /** PEM files for every TLS connection to Redis, the store's and the locks'. */
+  readonly redisTlsCaFile?: string;
+  readonly redisTlsCertFile?: string;
+  readonly redisTlsKeyFile?: string;
+  /** Replicas that must acknowledge a claim and a completion (WAIT) before the sidecar acts on it; 0: none. */
+  readonly redisWaitReplicas: number;
+  readonly redisWaitTimeoutMs: number;
   readonly redlockUrls?: readonly string[];
   /** Upper case. */
   readonly methods: readonly string[];
@@ -49,6 +66,25 @@ export interface Config {
   readonly maxBody: number;
   /** Lower case; may be empty (no tenant scoping). */
   readonly tenantHeaders: readonly string[];
+  readonly tenantFrom: TenantSource;
+  /** PEM files of the proxy listener: set both and it speaks HTTPS. */
+  readonly tlsCertFile?: string;
+  readonly tlsKeyFile?: string;
+  /** CA bundle that client certificates are verified against; set: clients must present one. */
+  readonly tlsClientCaFile?: string;
+  /**
+   * Keys for encrypting stored responses (AES-256-GCM), `id:base64key` separated by commas, the
+   * first one encrypting; or the same one per line in a file. Unset: stored in the clear.
+   */
+  readonly encryptionKeys?: string;
+  readonly encryptionKeysFile?: string;
+  /** Longest a client may take to send its request headers, and the whole request. */
+  readonly clientHeaderTimeoutMs: number;
+  readonly clientRequestTimeoutMs: number;
+  /** Largest request header block, in bytes; larger gets 431. */
+  readonly maxHeaderSize: number;
+  /** Most records the in-process store keeps; a new key beyond it gets 503. */
+  readonly memoryStoreMaxRecords: number;
   readonly storeUnavailable: StoreUnavailableMode;
   readonly releaseStatuses: readonly number[];
   readonly onUnknown: OnUnknownMode;
