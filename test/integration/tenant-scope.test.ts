@@ -18,7 +18,8 @@ import { Agent } from 'undici';
 import { freshKey, send, sleep, type Reply, type SendOptions } from '../helpers/client';
 import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-upstream';
 import { startRedis, type RedisHandle } from '../helpers/redis-server';
-import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
+import { freePort } from '../helpers/free-port';
+import { runSidecarCommand, startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
 import {
   createCertificateAuthority,
   issueClientCertificate,
@@ -399,6 +400,42 @@ describe('tenant from the client certificate, on the HTTPS listener', () => {
     expect(upstream.countKey(key)).toBe(1);
     // The sidecar kept running the whole time: the same process answers.
     expect(sidecar.process.exitCode).toBeNull();
+  });
+});
+
+describe('listener TLS files that do not load', () => {
+  let dir: string;
+  let good: ServerCertificate;
+  let otherKey: string;
+  let ca: CertificateAuthority;
+
+  beforeAll(() => {
+    dir = path.join(workDir, 'bad-files');
+    ca = createCertificateAuthority(dir, 'ca');
+    good = issueServerCertificate(ca, dir, 'listener');
+    otherKey = issueServerCertificate(ca, dir, 'other').keyPath;
+    fs.writeFileSync(path.join(dir, 'not-pem.txt'), 'this is not a certificate\n');
+  });
+
+  test.each([
+    ['a certificate file that is not PEM', (): Record<string, string> => ({ IDEMPOTENCY_TLS_CERT_FILE: path.join(dir, 'not-pem.txt') }), /^idempotency-sidecar: IDEMPOTENCY_TLS_CERT_FILE \(.*not-pem\.txt\): is not a PEM certificate/],
+    ['a key that belongs to another certificate', (): Record<string, string> => ({ IDEMPOTENCY_TLS_KEY_FILE: otherKey }), /^idempotency-sidecar: IDEMPOTENCY_TLS_CERT_FILE and IDEMPOTENCY_TLS_KEY_FILE: the key does not belong to the certificate/],
+    ['a client CA bundle with no certificate in it', (): Record<string, string> => ({ IDEMPOTENCY_TLS_CLIENT_CA_FILE: path.join(dir, 'not-pem.txt') }), /^idempotency-sidecar: IDEMPOTENCY_TLS_CLIENT_CA_FILE \(.*not-pem\.txt\): holds no PEM certificate/],
+  ])('%s stops the start: exit 2, one line naming the setting', async (_label, override, expected) => {
+    const result = await runSidecarCommand([], {
+      IDEMPOTENCY_UPSTREAM: upstream.url,
+      IDEMPOTENCY_PORT: String(await freePort()),
+      IDEMPOTENCY_ADMIN_PORT: String(await freePort()),
+      IDEMPOTENCY_HOST: '127.0.0.1',
+      IDEMPOTENCY_TLS_CERT_FILE: good.certPath,
+      IDEMPOTENCY_TLS_KEY_FILE: good.keyPath,
+      IDEMPOTENCY_TLS_CLIENT_CA_FILE: ca.certPath,
+      ...override(),
+    });
+    expect(result.code).toBe(2);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(expected);
   });
 });
 
