@@ -3,10 +3,13 @@
  * Nothing below this file reads the environment or picks an implementation.
  */
 import type { AddressInfo } from 'node:net';
+import type net from 'node:net';
 import type http from 'node:http';
+import https from 'node:https';
 import { createAdminServer } from './admin/admin-server';
 import { ConfigError } from './errors';
 import { createRouteResolver } from './config/routes';
+import { envName } from './config/schema';
 import type { Config } from './config/settings';
 import { IdempotencyEngine } from './engine/idempotency-engine';
 import type { LockProvider, RecordStore } from './engine/ports';
@@ -20,6 +23,15 @@ import { MemoryRecordStore } from './store/memory-store';
 import { createRedisClient, createRedisCluster } from './store/redis-connection';
 import { RedisRecordStore } from './store/redis-store';
 import { RedlockLockProvider } from './store/redlock-provider';
+import { type KeyPair, type KeyPairPaths, type KeyPairProblem, readKeyPairSync } from './tls/key-pair';
+import { reloadServerTls, serverTlsOptions } from './tls/serving';
+
+/**
+ * How often the proxy listener's certificate, key and client CA files are re-read. Kubelet
+ * refreshes a mounted Secret within about a minute; 10 s adds little to that and costs three
+ * small reads.
+ */
+const TLS_RELOAD_INTERVAL_MS = 10_000;
 
 export interface RunningSidecar {
   readonly proxyUrl: string;
@@ -70,8 +82,39 @@ function createBackends(config: Config, logger: Logger): Backends {
   };
 }
 
+interface ListenerTls {
+  readonly paths: KeyPairPaths;
+  readonly pair: KeyPair;
+}
+
+/**
+ * The proxy listener's TLS files, read and checked as TLS will use them: a file that is readable
+ * but not a usable certificate, key or CA bundle stops the start with the setting to fix.
+ */
+function readListenerTls(config: Config): ListenerTls | undefined {
+  if (config.tlsCertFile === undefined || config.tlsKeyFile === undefined) return undefined;
+  const paths: KeyPairPaths = {
+    certPath: config.tlsCertFile,
+    keyPath: config.tlsKeyFile,
+    ...(config.tlsClientCaFile === undefined ? {} : { caPath: config.tlsClientCaFile }),
+  };
+  const read = readKeyPairSync(paths);
+  if ('problems' in read) {
+    const settingOf = (problem: KeyPairProblem): string =>
+      problem.file === 'key'
+        ? `${envName('tlsKeyFile')} (${paths.keyPath})`
+        : problem.file === 'ca'
+          ? `${envName('tlsClientCaFile')} (${paths.caPath ?? ''})`
+          : problem.file === 'cert'
+            ? `${envName('tlsCertFile')} (${paths.certPath})`
+            : `${envName('tlsCertFile')} and ${envName('tlsKeyFile')}`;
+    throw new ConfigError(read.problems.map((p) => `${settingOf(p)}: ${p.message}`));
+  }
+  return { paths, pair: read.pair };
+}
+
 /** A listener that cannot bind is a configuration problem: name the setting, like validation does. */
-function listen(server: http.Server, port: number, host: string, setting: string): Promise<AddressInfo> {
+function listen(server: net.Server, port: number, host: string, setting: string): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
       const why = error.code === 'EADDRINUSE' ? 'is already in use; pick a free port' : error.code === 'EACCES' ? 'needs privileges; pick a port above 1023' : error.message;
@@ -84,12 +127,14 @@ function listen(server: http.Server, port: number, host: string, setting: string
   });
 }
 
-function urlOf(address: AddressInfo): string {
+function urlOf(address: AddressInfo, scheme: 'http' | 'https' = 'http'): string {
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `http://${host}:${address.port}`;
+  return `${scheme}://${host}:${address.port}`;
 }
 
 export async function startSidecar(config: Config, logger: Logger): Promise<RunningSidecar> {
+  // First: a bad TLS file is a configuration error, found before anything connects to Redis.
+  const listenerTls = readListenerTls(config);
   const metrics = new SidecarMetrics();
   const unsubscribe = [logEvents(logger), metrics.listen()];
   const backends = createBackends(config, logger);
@@ -117,7 +162,17 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     passThrough,
     maxBody: config.maxBody,
     tenantHeaders: config.tenantHeaders,
+    tenantFrom: config.tenantFrom,
+    ...(listenerTls === undefined ? {} : { tls: serverTlsOptions(listenerTls.pair) }),
   });
+  const tlsServer = proxy.server instanceof https.Server ? proxy.server : undefined;
+  if (tlsServer !== undefined) {
+    // A refused handshake (no certificate, one from another CA, a scanner) never becomes a
+    // request; the line says why, never who (the error names no subject).
+    tlsServer.on('tlsClientError', (error, socket) =>
+      logger.info({ error: error.message, remoteAddress: socket.remoteAddress }, 'TLS handshake refused on the proxy listener'),
+    );
+  }
   const admin = createAdminServer({
     store,
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
@@ -136,8 +191,19 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
 
   const proxyAddress = await listen(proxy.server, config.port, config.host, 'IDEMPOTENCY_PORT');
   const adminAddress = await listen(admin, config.adminPort, config.host, 'IDEMPOTENCY_ADMIN_PORT');
+  const proxyUrl = urlOf(proxyAddress, listenerTls === undefined ? 'http' : 'https');
+  const reloader =
+    listenerTls === undefined || tlsServer === undefined
+      ? undefined
+      : reloadServerTls(tlsServer, listenerTls.paths, listenerTls.pair, logger, TLS_RELOAD_INTERVAL_MS);
   logger.info(
-    { proxy: urlOf(proxyAddress), admin: urlOf(adminAddress), upstream: config.upstream.origin },
+    {
+      proxy: proxyUrl,
+      admin: urlOf(adminAddress),
+      upstream: config.upstream.origin,
+      tenantFrom: config.tenantFrom,
+      ...(listenerTls === undefined ? {} : { clientCertificates: listenerTls.pair.ca === undefined ? 'not requested' : 'required' }),
+    },
     'idempotency-sidecar listening',
   );
 
@@ -145,6 +211,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
   const close = (): Promise<void> => {
     closing ??= (async () => {
       logger.info({ graceMs: config.shutdownGraceMs }, 'shutting down: no new connections, finishing in-flight requests');
+      reloader?.stop();
       const proxyClosed = new Promise<void>((resolve) => proxy.server.close(() => resolve()));
       // Keep-alive connections that go idle during the drain are closed as they do.
       const idleSweep = setInterval(() => proxy.server.closeIdleConnections(), 100);
@@ -171,5 +238,5 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     return closing;
   };
 
-  return { proxyUrl: urlOf(proxyAddress), adminUrl: urlOf(adminAddress), close };
+  return { proxyUrl, adminUrl: urlOf(adminAddress), close };
 }

@@ -5,20 +5,22 @@
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { ResolvedRoute } from '../config/routes';
+import type { TenantSource } from '../config/settings';
 import { SidecarError } from '../errors';
 import { FingerprintBuilder } from '../engine/fingerprint';
 import type { EngineResult, IdempotencyEngine } from '../engine/idempotency-engine';
 import { keyFromJsonBody } from '../engine/json-pointer';
 import { parseIdempotencyKey, validateKey } from '../engine/key';
-import { tenantId } from '../engine/tenant';
 import { guardedChannel, requestChannel, type RequestEvent, type RequestOutcome } from './events';
 import { endToEndPairs } from './headers';
 import type { PassThrough } from './passthrough';
 import { sendProblem } from './problem';
 import { readRequestBody } from './request-body';
 import { writeStoredResponse } from './response-writer';
+import { type TenantOf, tenantSource } from './tenant-source';
 
 export interface ProxyServerDependencies {
   readonly resolveRoute: (method: string, path: string) => ResolvedRoute;
@@ -27,6 +29,10 @@ export interface ProxyServerDependencies {
   readonly maxBody: number;
   /** Lower case. */
   readonly tenantHeaders: readonly string[];
+  /** Default `headers`; `client-certificate` needs `tls` with a client CA. */
+  readonly tenantFrom?: TenantSource;
+  /** Set: the listener speaks HTTPS with these options (serverTlsOptions); unset: plain HTTP. */
+  readonly tls?: https.ServerOptions;
 }
 
 type KeyLookup =
@@ -35,7 +41,7 @@ type KeyLookup =
   | { readonly kind: 'invalid'; readonly reason: string };
 
 export interface ProxyServer {
-  readonly server: http.Server;
+  readonly server: http.Server | https.Server;
   /**
    * Resolves when every request handled so far has settled, including guarded calls whose client
    * went away (their responses are still being stored): what a graceful shutdown waits for.
@@ -45,14 +51,17 @@ export interface ProxyServer {
 
 export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
   const pending = new Set<Promise<void>>();
-  const server = http.createServer((req, res) => {
-    const handling = handleRequest(deps, req, res).catch(() => {
+  const tenantOf = tenantSource(deps.tenantFrom ?? 'headers', deps.tenantHeaders);
+  const handler: http.RequestListener = (req, res) => {
+    const handling = handleRequest(deps, tenantOf, req, res).catch(() => {
       // handleRequest answers every failure itself; a throw here is a bug: close the exchange.
       res.destroy();
     });
     pending.add(handling);
     void handling.finally(() => pending.delete(handling));
-  });
+  };
+  // The same handler on both: what differs is the socket under the request, not the request.
+  const server = deps.tls === undefined ? http.createServer(handler) : https.createServer(deps.tls, handler);
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     deps.passThrough.upgrade(req, socket, head);
   });
@@ -64,7 +73,12 @@ export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
   };
 }
 
-async function handleRequest(deps: ProxyServerDependencies, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+async function handleRequest(
+  deps: ProxyServerDependencies,
+  tenantOf: TenantOf,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
   const started = performance.now();
   const method = req.method ?? 'GET';
   const target = req.url ?? '/';
@@ -132,7 +146,15 @@ async function handleRequest(deps: ProxyServerDependencies, req: http.IncomingMe
   }
   if (key === undefined) throw new Error('unreachable: a guarded request reached the engine without a key');
 
-  const tenant = tenantId(deps.tenantHeaders.map((name) => req.headersDistinct[name]?.join(', ')));
+  const tenant = tenantOf(req);
+  if (tenant === undefined) {
+    // Unreachable while the listener verifies client certificates at the handshake; never guess
+    // a tenant (a shared one would let clients meet), and never forward without a record.
+    return refuse(
+      new SidecarError('internal-error', { detail: 'The connection carries no verified client certificate to scope the idempotency key to.' }),
+      'invalid',
+    );
+  }
   let result: EngineResult;
   publishGuarded('start');
   try {

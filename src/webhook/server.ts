@@ -12,7 +12,8 @@ import type { Logger } from '../observability/logger';
 import { reviewAdmission } from './admission';
 import type { WebhookConfig } from './settings';
 import { webhookEnvName } from './settings';
-import { describeCertificate, KeyPairReloader, readKeyPairSync } from './tls';
+import { describeCertificate, readKeyPairSync } from '../tls/key-pair';
+import { reloadServerTls, serverTlsOptions } from '../tls/serving';
 
 /** Larger than any pod the API server stores (etcd's 1.5 MiB request limit), with oldObject beside it. */
 const MAX_REVIEW_BYTES = 4 * 1024 * 1024;
@@ -122,7 +123,7 @@ export async function startWebhook(config: WebhookConfig, logger: Logger): Promi
   }
 
   const handler = createWebhookHandler(config, logger);
-  const server = https.createServer({ cert: initial.pair.cert, key: initial.pair.key, minVersion: 'TLSv1.2' }, (req, res) => {
+  const server = https.createServer(serverTlsOptions(initial.pair), (req, res) => {
     handler(req, res).catch((error: unknown) => {
       logger.error({ error: error instanceof Error ? error.stack : String(error) }, 'admission request failed');
       sendJson(res, 500, { error: 'internal error' });
@@ -131,16 +132,6 @@ export async function startWebhook(config: WebhookConfig, logger: Logger): Promi
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   // A client that fails the handshake (an untrusting client, a scanner) is its problem, not ours.
   server.on('tlsClientError', (error) => logger.debug({ error: error.message }, 'TLS handshake failed'));
-
-  const reloader = new KeyPairReloader(paths, initial.pair, {
-    onChange: (pair) => {
-      server.setSecureContext({ cert: pair.cert, key: pair.key, minVersion: 'TLSv1.2' });
-      logger.info({ certificate: describeCertificate(pair.cert) }, 'serving a new TLS certificate');
-    },
-    onRejected: (problems) => {
-      logger.warn({ problems: problems.map((p) => `${p.file}: ${p.message}`) }, 'new TLS certificate or key refused; still serving the previous pair');
-    },
-  });
 
   const address = await new Promise<AddressInfo>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
@@ -152,7 +143,7 @@ export async function startWebhook(config: WebhookConfig, logger: Logger): Promi
       resolve(server.address() as AddressInfo);
     });
   });
-  reloader.start(config.tlsReloadIntervalMs);
+  const reloader = reloadServerTls(server, paths, initial.pair, logger, config.tlsReloadIntervalMs);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `https://${host}:${address.port}`;
   logger.info(

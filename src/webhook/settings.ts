@@ -13,7 +13,7 @@ import { flagName, suggest } from '../config/schema';
 import type { LogLevel } from '../config/settings';
 import { ConfigError } from '../errors';
 import { parseSidecarTemplate, type SidecarTemplate } from './template';
-import { readKeyPairSync } from './tls';
+import { readKeyPairSync } from '../tls/key-pair';
 
 export interface WebhookConfig {
   readonly port: number;

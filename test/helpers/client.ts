@@ -1,5 +1,5 @@
 /** A test client that keeps what fetch would hide: repeated headers, raw bytes, repeated key headers. */
-import { request } from 'undici';
+import { type Dispatcher, request } from 'undici';
 
 export interface Reply {
   readonly status: number;
@@ -17,6 +17,8 @@ export interface SendOptions {
   /** Raw header pairs, for headers given more than once. */
   readonly rawHeaders?: readonly (readonly [string, string])[];
   readonly signal?: AbortSignal;
+  /** E.g. an undici Agent with `connect: { ca, cert, key }`, for HTTPS and client certificates. */
+  readonly dispatcher?: Dispatcher;
 }
 
 export async function send(baseUrl: string, path: string, options: SendOptions = {}): Promise<Reply> {
@@ -32,6 +34,7 @@ export async function send(baseUrl: string, path: string, options: SendOptions =
     headers,
     body: options.body ?? null,
     signal: options.signal,
+    ...(options.dispatcher === undefined ? {} : { dispatcher: options.dispatcher }),
   });
   const body = Buffer.from(await response.body.arrayBuffer());
   return {

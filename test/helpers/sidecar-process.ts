@@ -12,6 +12,7 @@ import { killWithParent } from './process-watchdog';
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'idempotency-sidecar.js');
 
 export interface SidecarProcess {
+  /** `https://` when the environment gives the listener a certificate (IDEMPOTENCY_TLS_CERT_FILE). */
   readonly url: string;
   readonly adminUrl: string;
   readonly process: ChildProcess;
@@ -105,8 +106,10 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 
+  // The admin listener is always plain HTTP; the proxy listener speaks HTTPS when given a certificate.
+  const scheme = options.env?.['IDEMPOTENCY_TLS_CERT_FILE'] === undefined ? 'http' : 'https';
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     adminUrl,
     process: child,
     output: readOutput,

@@ -1,6 +1,8 @@
 /**
- * The webhook's serving certificate and key: read, checked as a pair, and re-read on an interval,
- * because cert-manager (and a chart's own Secret on upgrade) rotate them in place. Kubelet swaps
+ * A TLS listener's serving certificate and key (the webhook's, and the proxy listener's when it
+ * speaks HTTPS), with the CA bundle that verifies client certificates when there is one: read,
+ * checked as a set, and re-read on an interval, because cert-manager (and a chart's own Secret on
+ * upgrade) rotate them in place. Kubelet swaps
  * the files of a mounted Secret through a symlink, which file watchers miss, so a plain re-read by
  * path is the reliable way to see a change. A new pair that does not load (a half-written file, a
  * key that belongs to another certificate) is refused and the old one keeps serving; the next
@@ -14,17 +16,41 @@ import tls from 'node:tls';
 export interface KeyPair {
   readonly cert: Buffer;
   readonly key: Buffer;
+  /** PEM bundle of the CAs client certificates are verified against; only with `caPath`. */
+  readonly ca?: Buffer;
 }
 
 export interface KeyPairPaths {
   readonly certPath: string;
   readonly keyPath: string;
+  /** Read, checked and re-read with the pair: cert-manager rotates ca.crt in the same Secret. */
+  readonly caPath?: string;
 }
 
 /** Why a pair is unusable, attributed to the file to fix (`both` when the pair does not match). */
 export interface KeyPairProblem {
-  readonly file: 'cert' | 'key' | 'both';
+  readonly file: 'cert' | 'key' | 'both' | 'ca';
   readonly message: string;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+/**
+ * Problems of a CA bundle. OpenSSL skips what it cannot parse in a `ca` option without a word, so
+ * a bundle of garbage would refuse every client with no hint why: each block is parsed here.
+ */
+export function checkCaBundle(ca: Buffer): KeyPairProblem[] {
+  const blocks = ca.toString('latin1').match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) return [{ file: 'ca', message: 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)' }];
+  const problems: KeyPairProblem[] = [];
+  blocks.forEach((block, i) => {
+    try {
+      new X509Certificate(block);
+    } catch (error) {
+      problems.push({ file: 'ca', message: `certificate ${i + 1} of ${blocks.length} does not parse (${messageOf(error)})` });
+    }
+  });
+  return problems;
 }
 
 function messageOf(error: unknown): string {
@@ -32,9 +58,9 @@ function messageOf(error: unknown): string {
   return typeof message === 'string' ? message : String(error);
 }
 
-/** Checks a pair as TLS will use it; returns the problems, empty when it serves. */
+/** Checks a pair (and its CA bundle) as TLS will use it; returns the problems, empty when it serves. */
 export function checkKeyPair(pair: KeyPair): KeyPairProblem[] {
-  const problems: KeyPairProblem[] = [];
+  const problems: KeyPairProblem[] = pair.ca === undefined ? [] : checkCaBundle(pair.ca);
   let certificate: X509Certificate | undefined;
   try {
     certificate = new X509Certificate(pair.cert);
@@ -53,7 +79,7 @@ export function checkKeyPair(pair: KeyPair): KeyPairProblem[] {
   }
   if (problems.length === 0 && keyOk) {
     try {
-      tls.createSecureContext({ cert: pair.cert, key: pair.key });
+      tls.createSecureContext({ cert: pair.cert, key: pair.key, ...(pair.ca === undefined ? {} : { ca: pair.ca }) });
     } catch (error) {
       problems.push({ file: 'both', message: `cannot serve TLS: ${messageOf(error)}` });
     }
@@ -61,10 +87,15 @@ export function checkKeyPair(pair: KeyPair): KeyPairProblem[] {
   return problems;
 }
 
-/** Reads both files now (start-up); problems name the file that could not be read or used. */
+function samePair(a: KeyPair, b: KeyPair): boolean {
+  const sameCa = a.ca === undefined || b.ca === undefined ? a.ca === b.ca : a.ca.equals(b.ca);
+  return a.cert.equals(b.cert) && a.key.equals(b.key) && sameCa;
+}
+
+/** Reads both files (and the CA bundle) now (start-up); problems name the file that could not be read or used. */
 export function readKeyPairSync(paths: KeyPairPaths): { readonly pair: KeyPair } | { readonly problems: KeyPairProblem[] } {
   const problems: KeyPairProblem[] = [];
-  const read = (path: string, file: 'cert' | 'key'): Buffer | undefined => {
+  const read = (path: string, file: 'cert' | 'key' | 'ca'): Buffer | undefined => {
     try {
       return readFileSync(path);
     } catch (error) {
@@ -74,8 +105,9 @@ export function readKeyPairSync(paths: KeyPairPaths): { readonly pair: KeyPair }
   };
   const cert = read(paths.certPath, 'cert');
   const key = read(paths.keyPath, 'key');
-  if (cert === undefined || key === undefined) return { problems };
-  const pair = { cert, key };
+  const ca = paths.caPath === undefined ? undefined : read(paths.caPath, 'ca');
+  if (cert === undefined || key === undefined || (paths.caPath !== undefined && ca === undefined)) return { problems };
+  const pair = { cert, key, ...(ca === undefined ? {} : { ca }) };
   const invalid = checkKeyPair(pair);
   return invalid.length > 0 ? { problems: invalid } : { pair };
 }
@@ -132,17 +164,28 @@ export class KeyPairReloader {
   private async check(): Promise<void> {
     let pair: KeyPair;
     try {
-      const [cert, key] = await Promise.all([readFile(this.paths.certPath), readFile(this.paths.keyPath)]);
-      pair = { cert, key };
+      const caPath = this.paths.caPath;
+      const [cert, key, ca] = await Promise.all([
+        readFile(this.paths.certPath),
+        readFile(this.paths.keyPath),
+        caPath === undefined ? undefined : readFile(caPath),
+      ]);
+      pair = { cert, key, ...(ca === undefined ? {} : { ca }) };
     } catch (error) {
       this.reject(`unreadable:${messageOf(error)}`, [{ file: 'both', message: `cannot be read (${messageOf(error)}); keeping the pair in use` }]);
       return;
     }
-    if (pair.cert.equals(this.current.cert) && pair.key.equals(this.current.key)) {
+    if (samePair(pair, this.current)) {
       this.lastRejected = undefined;
       return;
     }
-    const digest = createHash('sha256').update(pair.cert).update('\0').update(pair.key).digest('hex');
+    const digest = createHash('sha256')
+      .update(pair.cert)
+      .update('\0')
+      .update(pair.key)
+      .update('\0')
+      .update(pair.ca ?? '')
+      .digest('hex');
     const problems = checkKeyPair(pair);
     if (problems.length > 0) {
       this.reject(digest, problems);
