@@ -832,7 +832,8 @@ describe('NOTES.txt', () => {
     expect(notes).toContain('kubectl label namespace APP_NAMESPACE idempotency-sidecar.io/injection=enabled');
     expect(notes).toContain('idempotency-sidecar.io/inject: "true"');
     expect(notes).toContain('idempotency-sidecar.io/upstream-port: "8080"');
-    expect(notes).toContain('the Secret payments-redis');
+    expect(notes).toContain('reads these Secrets in the pod\'s own namespace');
+    expect(notes).toContain('  - payments-redis (key redis-url)');
     expect(notes).toContain('failurePolicy is Fail');
   });
 
