@@ -233,6 +233,14 @@ function injectionFor(spec: Json, annotations: Json, template: SidecarTemplate):
     }
   }
 
+  // The template's volumes join the pod's: a name the pod already uses would be refused by the API server.
+  const podVolumes = Array.isArray(spec['volumes']) ? (spec['volumes'] as unknown[]) : [];
+  for (const volume of template.volumes) {
+    if (podVolumes.some((v) => isMapping(v) && v['name'] === volume['name'])) {
+      problems.push(`the pod already has a volume named ${show(volume['name'])}, which the sidecar mounts (a volume of its template); rename that volume`);
+    }
+  }
+
   // The sidecar shares the pod's network: its ports must be free of the app's.
   const sidecarPorts = [
     { annotation: ANNOTATIONS.proxyPort, what: 'proxy port', port: proxyPort, portName: PROXY_PORT_NAME },

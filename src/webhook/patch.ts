@@ -1,7 +1,7 @@
 /**
  * The injection as data: the sidecar container built from the template and a pod's settings, and
- * the RFC 6902 JSON Patch that adds it (and its config volume, and the status annotation) to the
- * pod. Pure functions: no I/O, no decisions about whether to inject (admission.ts makes those).
+ * the RFC 6902 JSON Patch that adds it (and its volumes: the template's and the config volume, and
+ * the status annotation) to the pod. Pure functions: no I/O, no decisions about whether to inject (admission.ts makes those).
  *
  * Every operation is an `add`. An `add` to an array member that does not exist fails the whole
  * patch, so a list or mapping the pod lacks (no volumes, no annotations, no init containers) is
@@ -90,14 +90,21 @@ export function configVolume(configMap: string): Json {
 
 /** Appends `value` to the list at `path` of `parent[key]`, or creates the list when there is none. */
 function appendTo(parent: Json | undefined, parentPath: string, key: string, value: unknown): JsonPatchOperation {
+  return appendAll(parent, parentPath, key, [value])[0]!;
+}
+
+/** Appends each of `values` to the list `parent[key]`, or creates the list with all of them at once. */
+function appendAll(parent: Json | undefined, parentPath: string, key: string, values: readonly unknown[]): JsonPatchOperation[] {
   const path = `${parentPath}/${escapePointerToken(key)}`;
-  return Array.isArray(parent?.[key]) ? { op: 'add', path: `${path}/-`, value } : { op: 'add', path, value: [value] };
+  if (values.length === 0) return [];
+  if (Array.isArray(parent?.[key])) return values.map((value) => ({ op: 'add', path: `${path}/-`, value }));
+  return [{ op: 'add', path, value: [...values] }];
 }
 
 /**
  * The JSON Patch that injects the sidecar into `pod`: the container (into containers, or at the
- * end of initContainers for a native sidecar), the config volume when a ConfigMap is named, and
- * the `idempotency-sidecar.io/status: injected` annotation.
+ * end of initContainers for a native sidecar), the template's volumes and the config volume when
+ * a ConfigMap is named, and the `idempotency-sidecar.io/status: injected` annotation.
  */
 export function buildInjectionPatch(pod: Json, template: SidecarTemplate, injection: Injection): JsonPatchOperation[] {
   const spec = isMapping(pod['spec']) ? pod['spec'] : undefined;
@@ -110,9 +117,9 @@ export function buildInjectionPatch(pod: Json, template: SidecarTemplate, inject
   }
   const container = sidecarContainer(template, injection);
   operations.push(appendTo(spec, '/spec', injection.nativeSidecar ? 'initContainers' : 'containers', container));
-  if (injection.configMap !== undefined) {
-    operations.push(appendTo(spec, '/spec', 'volumes', configVolume(injection.configMap)));
-  }
+  const volumes: unknown[] = template.volumes.map((volume) => structuredClone(volume));
+  if (injection.configMap !== undefined) volumes.push(configVolume(injection.configMap));
+  operations.push(...appendAll(spec, '/spec', 'volumes', volumes));
 
   if (metadata === undefined) {
     operations.push({ op: 'add', path: '/metadata', value: { annotations: { [ANNOTATIONS.status]: STATUS_INJECTED } } });

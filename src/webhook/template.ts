@@ -5,6 +5,9 @@
  *
  * ```yaml
  * nativeSidecar: false      # true: an init container with restartPolicy: Always (Kubernetes 1.29+)
+ * volumes:                  # optional: pod volumes the container's volumeMounts name (Secrets with
+ *   - name: idempotency-sidecar-tls  #   TLS files, encryption keys), added to the pod with it
+ *     secret: { secretName: payments-tls }
  * name: idempotency-sidecar # optional; no other name
  * image: ghcr.io/example/idempotency-sidecar:0.1.0
  * ports:                    # optional: the defaults for pods without proxy-port/admin-port
@@ -16,8 +19,10 @@
  * The container is passed through as written, except for what the webhook sets per pod: the
  * name, the two ports (from the pod's annotations, with the template's ports, else its
  * IDEMPOTENCY_PORT / IDEMPOTENCY_ADMIN_PORT values, else 8480 and 9480 as defaults),
- * IDEMPOTENCY_UPSTREAM, IDEMPOTENCY_CONFIG and restartPolicy. What would be silently overridden
- * or contradict itself is refused here, at start-up, rather than discovered at the first pod.
+ * IDEMPOTENCY_UPSTREAM, IDEMPOTENCY_CONFIG and restartPolicy. `volumes` is not part of the
+ * Container: a container can only mount volumes of its pod, so the webhook adds these to the pod
+ * beside it. What would be silently overridden, contradict itself, or mount a volume the pod will
+ * not have is refused here, at start-up, rather than discovered at the first pod.
  * Kubernetes validates everything else when the patched pod is admitted.
  */
 import { isMap, parseDocument } from 'yaml';
@@ -34,6 +39,8 @@ import {
 
 export interface SidecarTemplate {
   readonly nativeSidecar: boolean;
+  /** Pod volumes the container mounts (from the template's `volumes:`), added to every injected pod. */
+  readonly volumes: readonly Readonly<Record<string, unknown>>[];
   /** The proxy port of pods without the proxy-port annotation. */
   readonly proxyPort: number;
   /** The admin port of pods without the admin-port annotation. */
@@ -56,6 +63,9 @@ const PORT_VARIABLES = { IDEMPOTENCY_PORT: 'proxyPort', IDEMPOTENCY_ADMIN_PORT: 
 const PORT_NAMES = { [PROXY_PORT_NAME]: 'proxyPort', [ADMIN_PORT_NAME]: 'adminPort' } as const;
 
 export type TemplateResult = { readonly template: SidecarTemplate } | { readonly problems: readonly string[] };
+
+/** A Kubernetes volume name (RFC 1123 label). */
+const DNS_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 function isMapping(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
@@ -102,13 +112,33 @@ export function parseSidecarTemplate(text: string, where: string): TemplateResul
   const at = (key: string, message: string): void => {
     problems.push(`${where}: ${key}: ${message}`);
   };
-  const { nativeSidecar: native, ...container } = raw;
+  const { nativeSidecar: native, volumes: rawVolumes, ...container } = raw;
 
   let nativeSidecar = false;
   if (native !== undefined && native !== null) {
     if (native === true || native === 'true') nativeSidecar = true;
     else if (native === false || native === 'false') nativeSidecar = false;
     else at('nativeSidecar', `${show(native)} is not a boolean; use true or false`);
+  }
+
+  const volumes: Record<string, unknown>[] = [];
+  if (rawVolumes !== undefined && rawVolumes !== null) {
+    if (!Array.isArray(rawVolumes)) {
+      at('volumes', `${show(rawVolumes)} is not a list of pod volumes; write - name: ... secret: { secretName: ... } items`);
+    } else {
+      for (const [i, entry] of rawVolumes.entries()) {
+        const volumeName: unknown = isMapping(entry) ? entry['name'] : undefined;
+        if (!isMapping(entry) || typeof volumeName !== 'string' || !DNS_LABEL.test(volumeName)) {
+          at(`volumes[${i}]`, 'is not a pod volume; each item needs a name of lower-case letters, digits and - (at most 63), e.g. idempotency-sidecar-tls');
+        } else if (volumeName === CONFIG_VOLUME_NAME) {
+          at(`volumes[${i}]`, `${CONFIG_VOLUME_NAME} is the webhook's, from ${ANNOTATIONS.configMap}; use another name`);
+        } else if (volumes.some((v) => v['name'] === volumeName)) {
+          at(`volumes[${i}]`, `${volumeName} is declared twice; a pod's volume names are unique`);
+        } else {
+          volumes.push(entry);
+        }
+      }
+    }
   }
 
   const name = container['name'];
@@ -186,6 +216,8 @@ export function parseSidecarTemplate(text: string, where: string): TemplateResul
   }
   if (keptEnv !== undefined) container['env'] = keptEnv;
 
+  // Every name the template declares, a refused volume's too, so that its mounts are not reported twice.
+  const declaredVolumes = new Set<unknown>(Array.isArray(rawVolumes) ? rawVolumes.map((v) => (isMapping(v) ? v['name'] : undefined)) : []);
   const mounts = container['volumeMounts'];
   if (mounts !== undefined && mounts !== null) {
     if (!Array.isArray(mounts)) {
@@ -195,6 +227,9 @@ export function parseSidecarTemplate(text: string, where: string): TemplateResul
         if (!isMapping(entry)) at(`volumeMounts[${i}]`, 'is not a volume mount (a mapping)');
         else if (entry['name'] === CONFIG_VOLUME_NAME || entry['mountPath'] === CONFIG_MOUNT_PATH) {
           at(`volumeMounts[${i}]`, `${CONFIG_VOLUME_NAME} at ${CONFIG_MOUNT_PATH} is the webhook's, from ${ANNOTATIONS.configMap}; use another name and path`);
+        } else if (!declaredVolumes.has(entry['name'])) {
+          // The pods the webhook will see are unknown here: a mount must name a volume it adds.
+          at(`volumeMounts[${i}]`, `names volume ${show(entry['name'])}, which volumes: does not declare; declare it there, and the webhook adds it to each pod`);
         }
       }
     }
@@ -207,5 +242,5 @@ export function parseSidecarTemplate(text: string, where: string): TemplateResul
   }
 
   if (problems.length > 0) return { problems };
-  return { template: { nativeSidecar, proxyPort, adminPort, container } };
+  return { template: { nativeSidecar, volumes, proxyPort, adminPort, container } };
 }

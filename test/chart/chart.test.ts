@@ -797,7 +797,7 @@ describe('sidecar mode and the named template', () => {
     });
 
     test('the dependency\'s values are checked by its own schema', () => {
-      const message = renderError({ chartDir: consumerDir, releaseName: 'shop', values: { idempotencySidecar: { redis: { mode: 'sentinel' } } } });
+      const message = renderError({ chartDir: consumerDir, releaseName: 'shop', values: { idempotencySidecar: { redis: { mode: 'replication' } } } });
       expect(message).toMatch(/idempotencySidecar/);
       expect(message).toMatch(/redis\/mode|redis\.mode/);
     });
@@ -832,7 +832,8 @@ describe('NOTES.txt', () => {
     expect(notes).toContain('kubectl label namespace APP_NAMESPACE idempotency-sidecar.io/injection=enabled');
     expect(notes).toContain('idempotency-sidecar.io/inject: "true"');
     expect(notes).toContain('idempotency-sidecar.io/upstream-port: "8080"');
-    expect(notes).toContain('the Secret payments-redis');
+    expect(notes).toContain('reads these Secrets in the pod\'s own namespace');
+    expect(notes).toContain('  - payments-redis (key redis-url)');
     expect(notes).toContain('failurePolicy is Fail');
   });
 
@@ -857,7 +858,7 @@ describe('values are checked before anything renders', () => {
   test.each([
     ['a wrong type', { ...GATEWAY, replicaCount: 'two' }, /replicaCount/],
     ['an unknown mode', { ...GATEWAY, mode: 'library' }, /mode/],
-    ['Sentinel, which the sidecar does not support', { ...GATEWAY, redis: { mode: 'sentinel' } }, /redis\/mode|redis\.mode/],
+    ['a Redis mode the sidecar does not have', { ...GATEWAY, redis: { mode: 'replication' } }, /redis\/mode|redis\.mode/],
     ['a misspelt key', { ...GATEWAY, podSecurityContex: {} }, /podSecurityContex/],
     ['a bare number as a duration', { ...GATEWAY, config: { ttl: '24' } }, /config\/ttl|config\.ttl/],
     ['an unknown sidecar setting', { ...GATEWAY, config: { ttlSeconds: 5 } }, /ttlSeconds/],

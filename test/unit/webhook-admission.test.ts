@@ -228,6 +228,20 @@ describe('pods that asked for the sidecar and cannot get it: denied, naming the 
     expect(denial(taken)).toContain('the pod already has a volume named idempotency-sidecar-config');
   });
 
+  it('a volume of the pod with the name of a volume the sidecar template adds', () => {
+    const withVolumes: SidecarTemplate = { ...TEMPLATE, volumes: [{ name: 'idempotency-sidecar-tls', secret: { secretName: 'payments-tls' } }] };
+    const taken = pod(INJECT, { volumes: [{ name: 'idempotency-sidecar-tls', emptyDir: {} }] });
+    const { review: refused } = answered(reviewAdmission(review(taken), withVolumes));
+    expect(refused.response.allowed).toBe(false);
+    expect(refused.response.status?.message).toContain(
+      'the pod already has a volume named "idempotency-sidecar-tls", which the sidecar mounts (a volume of its template); rename that volume',
+    );
+    // A pod whose volumes do not collide gets the template's volume beside its own.
+    const free = pod(INJECT, { volumes: [{ name: 'data', emptyDir: {} }] });
+    const { review: allowed } = answered(reviewAdmission(review(free), withVolumes));
+    expect(allowed.response.allowed).toBe(true);
+  });
+
   it('every problem in one message', () => {
     const message = denial(pod({ 'idempotency-sidecar.io/inject': 'true', 'idempotency-sidecar.io/admin-port': 'x', 'idempotency-sidecar.io/native-sidecar': 'maybe' }));
     expect(message).toMatch(/^the pod asks for the idempotency sidecar \(idempotency-sidecar\.io\/inject: "true"\) but cannot get it: /);

@@ -13,6 +13,7 @@ type Json = Record<string, any>;
 
 const TEMPLATE: SidecarTemplate = {
   nativeSidecar: false,
+  volumes: [],
   proxyPort: 8480,
   adminPort: 9480,
   container: {
@@ -133,6 +134,47 @@ describe('buildInjectionPatch', () => {
     expect(patched(pod()).spec).not.toHaveProperty('volumes');
   });
 
+  describe('with volumes in the template (Secrets the sidecar mounts)', () => {
+    const tlsVolume = { name: 'idempotency-sidecar-tls', secret: { secretName: 'payments-tls' } };
+    const keysVolume = { name: 'idempotency-sidecar-encryption', secret: { secretName: 'payments-keys', items: [{ key: 'keys', path: 'keys' }] } };
+    const mounting: SidecarTemplate = {
+      ...TEMPLATE,
+      volumes: [tlsVolume, keysVolume],
+      container: {
+        ...TEMPLATE.container,
+        volumeMounts: [
+          { name: 'idempotency-sidecar-tls', mountPath: '/var/run/secrets/idempotency-sidecar/tls', readOnly: true },
+          { name: 'idempotency-sidecar-encryption', mountPath: '/var/run/secrets/idempotency-sidecar/encryption', readOnly: true },
+        ],
+      },
+    };
+
+    it('adds them, with the config volume, as one list to a pod without volumes', () => {
+      const injection = { ...INJECTION, configMap: 'payments-idempotency' };
+      const operations = buildInjectionPatch(pod(), mounting, injection);
+      expect(operations.filter((o) => o.path.startsWith('/spec/volumes'))).toEqual([
+        { op: 'add', path: '/spec/volumes', value: [tlsVolume, keysVolume, configVolume('payments-idempotency')] },
+      ]);
+      const after = patched(pod(), injection, mounting);
+      const mounts = (after.spec.containers[1].volumeMounts as Json[]).map((m) => m.name).sort();
+      expect(mounts).toEqual(after.spec.volumes.map((v: Json) => v.name).sort());
+    });
+
+    it('appends each to a pod that has volumes, after the pod\'s own', () => {
+      const existing = { name: 'data', emptyDir: {} };
+      const after = patched(pod({ volumes: [existing] }), INJECTION, mounting);
+      expect(after.spec.volumes).toEqual([existing, tlsVolume, keysVolume]);
+      expect(after.spec.containers[1].volumeMounts.map((m: Json) => m.name)).toEqual(['idempotency-sidecar-tls', 'idempotency-sidecar-encryption']);
+    });
+
+    it('never hands out the template\'s own objects, so one pod\'s patch cannot change the next', () => {
+      const operations = buildInjectionPatch(pod(), mounting, INJECTION);
+      const volumes = operations.find((o) => o.path === '/spec/volumes')!.value as Json[];
+      expect(volumes[0]).toEqual(tlsVolume);
+      expect(volumes[0]).not.toBe(mounting.volumes[0]);
+    });
+  });
+
   it('puts a native sidecar at the end of the init containers, creating the list when there is none', () => {
     const native = { ...INJECTION, nativeSidecar: true };
     const without = patched(pod(), native);
@@ -155,9 +197,11 @@ describe('buildInjectionPatch', () => {
   it('uses add operations only, which the strict apply accepts on every shape above', () => {
     for (const before of [pod(), pod({ annotations: null }), pod({ volumes: [] }), pod({ initContainers: [] })]) {
       for (const injection of [INJECTION, { ...INJECTION, nativeSidecar: true, configMap: 'c' }]) {
-        const operations = buildInjectionPatch(before, TEMPLATE, injection);
-        expect(operations.every((o) => o.op === 'add')).toBe(true);
-        expect(() => applyJsonPatch(before, operations)).not.toThrow();
+        for (const template of [TEMPLATE, { ...TEMPLATE, volumes: [{ name: 'v1', emptyDir: {} }, { name: 'v2', emptyDir: {} }] }]) {
+          const operations = buildInjectionPatch(before, template, injection);
+          expect(operations.every((o) => o.op === 'add')).toBe(true);
+          expect(() => applyJsonPatch(before, operations)).not.toThrow();
+        }
       }
     }
   });

@@ -134,7 +134,7 @@ describe('parseSidecarTemplate', () => {
 
   it('accepts a bare JSON Container and applies the defaults', () => {
     expect(parseSidecarTemplate('{"image": "sidecar:1"}', 'T')).toEqual({
-      template: { nativeSidecar: false, proxyPort: 8480, adminPort: 9480, container: { image: 'sidecar:1' } },
+      template: { nativeSidecar: false, volumes: [], proxyPort: 8480, adminPort: 9480, container: { image: 'sidecar:1' } },
     });
   });
 
@@ -152,8 +152,58 @@ describe('parseSidecarTemplate', () => {
       'T',
     );
     expect(parsed).toEqual({
-      template: { nativeSidecar: true, proxyPort: 18080, adminPort: 19090, container: { image: 'sidecar:1', env: [{ name: 'IDEMPOTENCY_TTL', value: '1h' }] } },
+      template: { nativeSidecar: true, volumes: [], proxyPort: 18080, adminPort: 19090, container: { image: 'sidecar:1', env: [{ name: 'IDEMPOTENCY_TTL', value: '1h' }] } },
     });
+  });
+
+  it('takes the pod volumes out of the container: the Secrets its mounts name', () => {
+    const parsed = parseSidecarTemplate(
+      [
+        'volumes:',
+        '  - name: idempotency-sidecar-tls',
+        '    secret: { secretName: payments-tls, items: [{ key: tls.crt, path: tls.crt }, { key: tls.key, path: tls.key }] }',
+        'image: sidecar:1',
+        'volumeMounts: [{ name: idempotency-sidecar-tls, mountPath: /var/run/secrets/idempotency-sidecar/tls, readOnly: true }]',
+      ].join('\n'),
+      'T',
+    );
+    if ('problems' in parsed) throw new Error(parsed.problems.join('\n'));
+    expect(parsed.template.volumes).toEqual([
+      { name: 'idempotency-sidecar-tls', secret: { secretName: 'payments-tls', items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }] } },
+    ]);
+    expect(parsed.template.container).not.toHaveProperty('volumes');
+    expect(parsed.template.container['volumeMounts']).toEqual([
+      { name: 'idempotency-sidecar-tls', mountPath: '/var/run/secrets/idempotency-sidecar/tls', readOnly: true },
+    ]);
+  });
+
+  it('refuses volumes the pod could not take, and mounts of volumes the template does not declare', () => {
+    expect(
+      problems(
+        [
+          'volumes:',
+          '  - { name: keys, secret: { secretName: k } }',
+          '  - { name: keys, secret: { secretName: k2 } }',
+          '  - { name: Not_A_Label, emptyDir: {} }',
+          '  - { name: idempotency-sidecar-config, emptyDir: {} }',
+          '  - just-a-string',
+          'image: sidecar:1',
+          'volumeMounts:',
+          '  - { name: keys, mountPath: /keys }',
+          '  - { name: Not_A_Label, mountPath: /bad }',
+          '  - { name: app-data, mountPath: /data }',
+        ].join('\n'),
+      ),
+    ).toEqual([
+      'T: volumes[1]: keys is declared twice; a pod\'s volume names are unique',
+      'T: volumes[2]: is not a pod volume; each item needs a name of lower-case letters, digits and - (at most 63), e.g. idempotency-sidecar-tls',
+      "T: volumes[3]: idempotency-sidecar-config is the webhook's, from idempotency-sidecar.io/config-map; use another name",
+      'T: volumes[4]: is not a pod volume; each item needs a name of lower-case letters, digits and - (at most 63), e.g. idempotency-sidecar-tls',
+      'T: volumeMounts[2]: names volume "app-data", which volumes: does not declare; declare it there, and the webhook adds it to each pod',
+    ]);
+    expect(problems('volumes: { name: x }\nimage: sidecar:1')).toEqual([
+      'T: volumes: a mapping is not a list of pod volumes; write - name: ... secret: { secretName: ... } items',
+    ]);
   });
 
   it('refuses what only a pod can say, and defaults that contradict each other', () => {

@@ -119,6 +119,24 @@ invalid
 {{- end -}}
 {{- end -}}
 
+{{/*
+A sidecar setting as the sidecar will see it: extraEnv wins over config, as a variable wins over
+the file. Call with (dict "Values" ... "key" "storeTimeout" "env" "IDEMPOTENCY_STORE_TIMEOUT" "default" "1s").
+*/}}
+{{- define "idempotency-sidecar.setting" -}}
+{{- $value := .default -}}
+{{- if hasKey .Values.config .key -}}
+{{- $value = toString (get .Values.config .key) -}}
+{{- end -}}
+{{- $env := .env -}}
+{{- range .Values.extraEnv -}}
+{{- if and (eq (toString .name) $env) (hasKey . "value") -}}
+{{- $value = toString .value -}}
+{{- end -}}
+{{- end -}}
+{{- $value -}}
+{{- end -}}
+
 {{/* The shutdown grace the sidecar will use: extraEnv wins over config, as a variable wins over the file. */}}
 {{- define "idempotency-sidecar.shutdownGrace" -}}
 {{- $grace := "25s" -}}

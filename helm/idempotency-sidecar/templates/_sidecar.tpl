@@ -5,7 +5,10 @@ webhook's sidecar template are rendered from the same definition.
 Public templates (documented, with an example, in the chart's README):
 
   idempotency-sidecar.container   a list item: `- name: idempotency-sidecar ...`, for `containers:`
-  idempotency-sidecar.volumes     list items for `volumes:` (the config file; empty without `config`)
+  idempotency-sidecar.volumes     list items for `volumes:`: the config file (with `config`) and the
+                                  Secrets the container mounts (redis.tls, tls, encryption); empty
+                                  when there is none. Include it whenever you include the container:
+                                  every volumeMount of the container names one of these volumes.
   idempotency-sidecar.checksum    a pod annotation value that changes when the config changes
 
 Each takes a dict:
@@ -36,11 +39,80 @@ Example, in the app chart's Deployment (Chart.yaml: a dependency on idempotency-
 {{- end -}}
 
 {{- define "idempotency-sidecar.volumes" -}}
+{{- $volumes := list -}}
 {{- if .Values.config -}}
-- name: idempotency-sidecar-config
-  configMap:
-    name: {{ include "idempotency-sidecar.configMapName" . }}
+{{- $volumes = append $volumes (dict "name" "idempotency-sidecar-config" "configMap" (dict "name" (include "idempotency-sidecar.configMapName" .))) -}}
 {{- end -}}
+{{- $volumes = concat $volumes (include "idempotency-sidecar.secretFiles" . | fromYaml).volumes -}}
+{{- with $volumes -}}
+{{- toYaml . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The files the sidecar reads from Secrets: TLS to Redis, the listener's HTTPS pair (and client CA),
+the encryption keys. Each Secret is its own read-only volume, mounted under
+/var/run/secrets/idempotency-sidecar/, apart from the config directory (a ConfigMap, never a
+secret), with `items` so that only the keys the sidecar reads are mounted, under fixed file names
+whatever the Secret calls them. A key missing from its Secret keeps the pod from starting with
+an event that names it, rather than a sidecar that starts without it.
+
+Returns YAML: {volumes: [...], mounts: [...], env: [...]}, the three always consistent.
+*/}}
+{{- define "idempotency-sidecar.secretFiles" -}}
+{{- $v := .Values -}}
+{{- $root := "/var/run/secrets/idempotency-sidecar" -}}
+{{- $volumes := list -}}
+{{- $mounts := list -}}
+{{- $env := list -}}
+{{- $files := list -}}
+
+{{- with $v.redis.tls -}}
+{{- if .existingSecret -}}
+{{- $dir := printf "%s/redis-tls" $root -}}
+{{- $items := list -}}
+{{- if .caKey -}}
+{{- $items = append $items (dict "key" .caKey "path" "ca.crt") -}}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_TLS_CA_FILE" "value" (printf "%s/ca.crt" $dir)) -}}
+{{- end -}}
+{{- if and .certKey .keyKey -}}
+{{- $items = concat $items (list (dict "key" .certKey "path" "tls.crt") (dict "key" .keyKey "path" "tls.key")) -}}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_TLS_CERT_FILE" "value" (printf "%s/tls.crt" $dir)) -}}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_TLS_KEY_FILE" "value" (printf "%s/tls.key" $dir)) -}}
+{{- end -}}
+{{- if $items -}}
+{{- $files = append $files (dict "name" "idempotency-sidecar-redis-tls" "secret" .existingSecret "items" $items "dir" $dir) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- with $v.tls -}}
+{{- if .existingSecret -}}
+{{- $dir := printf "%s/tls" $root -}}
+{{- $items := list (dict "key" .certKey "path" "tls.crt") (dict "key" .keyKey "path" "tls.key") -}}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_TLS_CERT_FILE" "value" (printf "%s/tls.crt" $dir)) -}}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_TLS_KEY_FILE" "value" (printf "%s/tls.key" $dir)) -}}
+{{- if .clientCaKey -}}
+{{- $items = append $items (dict "key" .clientCaKey "path" "client-ca.crt") -}}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_TLS_CLIENT_CA_FILE" "value" (printf "%s/client-ca.crt" $dir)) -}}
+{{- end -}}
+{{- $files = append $files (dict "name" "idempotency-sidecar-tls" "secret" .existingSecret "items" $items "dir" $dir) -}}
+{{- end -}}
+{{- end -}}
+
+{{- with $v.encryption -}}
+{{- if .existingSecret -}}
+{{- $dir := printf "%s/encryption" $root -}}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_ENCRYPTION_KEYS_FILE" "value" (printf "%s/keys" $dir)) -}}
+{{- $files = append $files (dict "name" "idempotency-sidecar-encryption" "secret" .existingSecret "items" (list (dict "key" .existingSecretKey "path" "keys")) "dir" $dir) -}}
+{{- end -}}
+{{- end -}}
+
+{{- range $files -}}
+{{- $volumes = append $volumes (dict "name" .name "secret" (dict "secretName" .secret "items" .items)) -}}
+{{- $mounts = append $mounts (dict "name" .name "mountPath" .dir "readOnly" true) -}}
+{{- end -}}
+{{- toYaml (dict "volumes" $volumes "mounts" $mounts "env" $env) -}}
 {{- end -}}
 
 {{- define "idempotency-sidecar.checksum" -}}
@@ -53,8 +125,10 @@ The Container object (a map, not a list item). Besides the public keys above:
                1.29+): restartPolicy Always, so it starts before the app and stops after it.
   forWebhook   true: for the webhook's sidecar template. Left out then, because the webhook sets
                them per pod from its annotations: IDEMPOTENCY_UPSTREAM, IDEMPOTENCY_CONFIG and the
-               config volume. (The ports and IDEMPOTENCY_PORT / IDEMPOTENCY_ADMIN_PORT stay: they
-               are the defaults for pods without the proxy-port / admin-port annotations.)
+               config volume. The Secret mounts stay; the template's `volumes:` key carries their
+               volumes (idempotency-sidecar.secretFiles), which the webhook adds to the pod.
+               (The ports and IDEMPOTENCY_PORT / IDEMPOTENCY_ADMIN_PORT stay: they are the defaults
+               for pods without the proxy-port / admin-port annotations.)
   appVersion   the default image tag (this chart's .Chart.AppVersion where it renders itself).
 */}}
 {{- define "idempotency-sidecar.containerObject" -}}
@@ -93,6 +167,29 @@ ports:
 {{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_URL" "valueFrom" (dict "secretKeyRef" $ref)) }}
 {{- else if eq $v.redis.mode "cluster" }}
 {{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_CLUSTER_NODES" "value" (join "," $v.redis.cluster.nodes)) }}
+{{- else if eq $v.redis.mode "sentinel" }}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_SENTINELS" "value" (join "," $v.redis.sentinel.sentinels)) }}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_SENTINEL_MASTER" "value" (toString $v.redis.sentinel.masterName)) }}
+{{- end }}
+{{- if has $v.redis.mode (list "cluster" "sentinel") }}
+{{- /* The nodes' ACL credentials: by reference to the Secret, never as values. */}}
+{{- with $v.redis.auth }}
+{{- if .existingSecret }}
+{{- if .usernameKey }}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_USERNAME" "valueFrom" (dict "secretKeyRef" (dict "name" .existingSecret "key" .usernameKey))) }}
+{{- end }}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_PASSWORD" "valueFrom" (dict "secretKeyRef" (dict "name" .existingSecret "key" .passwordKey))) }}
+{{- end }}
+{{- end }}
+{{- if $v.redis.tls.enabled }}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_TLS" "value" "true") }}
+{{- end }}
+{{- end }}
+{{- if gt (int $v.redis.waitReplicas) 0 }}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_WAIT_REPLICAS" "value" (include "idempotency-sidecar.scalar" $v.redis.waitReplicas)) }}
+{{- with $v.redis.waitTimeout }}
+{{- $env = append $env (dict "name" "IDEMPOTENCY_REDIS_WAIT_TIMEOUT" "value" (toString .)) }}
+{{- end }}
 {{- end }}
 {{- if or $v.redlock.existingSecret $v.redlock.urls }}
 {{- $ref := dict "name" ($v.redlock.existingSecret | default (include "idempotency-sidecar.redisSecretName" $ctx)) "key" $v.redlock.existingSecretKey }}
@@ -101,6 +198,8 @@ ports:
 {{- with $v.adminToken.existingSecret }}
 {{- $env = append $env (dict "name" "IDEMPOTENCY_ADMIN_TOKEN" "valueFrom" (dict "secretKeyRef" (dict "name" . "key" $v.adminToken.existingSecretKey))) }}
 {{- end }}
+{{- $secretFiles := include "idempotency-sidecar.secretFiles" (dict "Values" $v) | fromYaml }}
+{{- $env = concat $env $secretFiles.env }}
 {{- if and $v.config (not .forWebhook) }}
 {{- $env = append $env (dict "name" "IDEMPOTENCY_CONFIG" "value" "/etc/idempotency-sidecar/config.yaml") }}
 {{- end }}
@@ -109,11 +208,14 @@ ports:
 env:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- $mounts := list }}
 {{- if and $v.config (not .forWebhook) }}
+{{- $mounts = append $mounts (dict "name" "idempotency-sidecar-config" "mountPath" "/etc/idempotency-sidecar" "readOnly" true) }}
+{{- end }}
+{{- $mounts = concat $mounts $secretFiles.mounts }}
+{{- with $mounts }}
 volumeMounts:
-  - name: idempotency-sidecar-config
-    mountPath: /etc/idempotency-sidecar
-    readOnly: true
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- with $v.probes.startup }}
 {{- if .enabled }}

@@ -35,19 +35,32 @@ upstream: required in gateway mode: the base URL of the existing Service to prot
 
 {{- /* record store */ -}}
 {{- $redis := $v.redis -}}
+{{- $sentinel := $redis.sentinel -}}
+{{- if not (has $redis.mode (list "standalone" "cluster" "sentinel" "none")) -}}
+{{- $m = append $m (printf "redis.mode: %q is not supported; use standalone, cluster, sentinel or none" (toString $redis.mode)) -}}
+{{- end -}}
 {{- if eq $redis.mode "standalone" -}}
 {{- if and $redis.url $redis.existingSecret -}}
 {{- $m = append $m "redis: set redis.existingSecret or redis.url, not both" -}}
 {{- else if not (or $redis.url $redis.existingSecret) -}}
-{{- $m = append $m "redis: set redis.existingSecret (a Secret holding the redis:// URL) or redis.url (the chart creates the Secret); or redis.mode: cluster; or redis.mode: none to try it out with the in-process store, one replica only" -}}
+{{- $m = append $m "redis: set redis.existingSecret (a Secret holding the redis:// URL) or redis.url (the chart creates the Secret); or redis.mode: cluster or sentinel; or redis.mode: none to try it out with the in-process store, one replica only" -}}
 {{- end -}}
 {{- if and $redis.url (not (regexMatch "^rediss?://" (toString $redis.url))) -}}
 {{- $m = append $m "redis.url: must start with redis:// or rediss://" -}}
 {{- end -}}
-{{- if $redis.cluster.nodes -}}
+{{- end -}}
+{{- if and $redis.cluster.nodes (ne $redis.mode "cluster") -}}
 {{- $m = append $m "redis.cluster.nodes: only used with redis.mode: cluster" -}}
 {{- end -}}
-{{- else if eq $redis.mode "cluster" -}}
+{{- if and (or $sentinel.sentinels $sentinel.masterName) (ne $redis.mode "sentinel") -}}
+{{- $m = append $m "redis.sentinel: only used with redis.mode: sentinel" -}}
+{{- end -}}
+{{- if has $redis.mode (list "cluster" "sentinel") -}}
+{{- if or $redis.url $redis.existingSecret -}}
+{{- $m = append $m (printf "redis: redis.url and redis.existingSecret are for redis.mode standalone; %s" (ternary "a cluster is given by redis.cluster.nodes" "Sentinels are given by redis.sentinel.sentinels and redis.sentinel.masterName" (eq $redis.mode "cluster"))) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $redis.mode "cluster" -}}
 {{- if not $redis.cluster.nodes -}}
 {{- $m = append $m "redis.cluster.nodes: redis.mode cluster needs the host:port seeds of the cluster" -}}
 {{- end -}}
@@ -56,12 +69,23 @@ upstream: required in gateway mode: the base URL of the existing Service to prot
 {{- $m = append $m (printf "redis.cluster.nodes: %q is not host:port" (toString .)) -}}
 {{- end -}}
 {{- end -}}
-{{- if or $redis.url $redis.existingSecret -}}
-{{- $m = append $m "redis: redis.url and redis.existingSecret are for redis.mode standalone; a cluster is given by redis.cluster.nodes" -}}
+{{- else if eq $redis.mode "sentinel" -}}
+{{- if not $sentinel.sentinels -}}
+{{- $m = append $m "redis.sentinel.sentinels: redis.mode sentinel needs the host:port of each Sentinel, e.g. [redis-node-0.redis-headless:26379, redis-node-1.redis-headless:26379, redis-node-2.redis-headless:26379]" -}}
+{{- end -}}
+{{- range $sentinel.sentinels -}}
+{{- if not (regexMatch "^[^\\s:/,]+:[0-9]+$" (toString .)) -}}
+{{- $m = append $m (printf "redis.sentinel.sentinels: %q is not host:port" (toString .)) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $sentinel.masterName -}}
+{{- $m = append $m "redis.sentinel.masterName: redis.mode sentinel needs the name of the master the Sentinels monitor (sentinel monitor <name> ...), e.g. mymaster" -}}
+{{- else if not (regexMatch "^[\\x21-\\x7e]{1,128}$" (toString $sentinel.masterName)) -}}
+{{- $m = append $m (printf "redis.sentinel.masterName: %q is not a master name; use the name given to sentinel monitor, without spaces" (toString $sentinel.masterName)) -}}
 {{- end -}}
 {{- else if eq $redis.mode "none" -}}
-{{- if or $redis.url $redis.existingSecret $redis.cluster.nodes -}}
-{{- $m = append $m "redis: redis.mode none uses the in-process store; remove redis.url, redis.existingSecret and redis.cluster.nodes, or choose standalone or cluster" -}}
+{{- if or $redis.url $redis.existingSecret -}}
+{{- $m = append $m "redis: redis.mode none uses the in-process store; remove redis.url and redis.existingSecret, or choose standalone, cluster or sentinel" -}}
 {{- end -}}
 {{- if and (eq $v.mode "gateway") (gt (int $v.replicaCount) 1) -}}
 {{- $m = append $m (printf "redis.mode: none keeps records in each process: with replicaCount %d a retry that reaches another replica runs again; use a Redis, or replicaCount: 1" (int $v.replicaCount)) -}}
@@ -69,9 +93,59 @@ upstream: required in gateway mode: the base URL of the existing Service to prot
 {{- if or $v.redlock.urls $v.redlock.existingSecret -}}
 {{- $m = append $m "redlock: a lock quorum needs a Redis record store; redis.mode is none" -}}
 {{- end -}}
-{{- else -}}
-{{- $m = append $m (printf "redis.mode: %q is not supported; use standalone or cluster (the sidecar has no Sentinel support yet), or none" (toString $redis.mode)) -}}
+{{- if or $redis.tls.enabled $redis.tls.existingSecret -}}
+{{- $m = append $m "redis.tls: redis.mode is none: there is no Redis to speak TLS to; remove redis.tls or choose a Redis" -}}
 {{- end -}}
+{{- end -}}
+
+{{- /* Redis ACL credentials and TLS */ -}}
+{{- $nodes := has $redis.mode (list "cluster" "sentinel") -}}
+{{- if and $redis.auth.existingSecret (not $nodes) -}}
+{{- $m = append $m "redis.auth.existingSecret: only used with redis.mode cluster or sentinel; a single Redis takes its user and password from its URL (redis://user:password@host:6379)" -}}
+{{- end -}}
+{{- if and $redis.tls.enabled (not $nodes) (ne $redis.mode "none") -}}
+{{- $m = append $m "redis.tls.enabled: only used with redis.mode cluster or sentinel; a single Redis asks for TLS with a rediss:// URL (redis.tls.existingSecret still gives it the CA and client certificate)" -}}
+{{- end -}}
+{{- with $redis.tls -}}
+{{- if and .certKey (not .keyKey) -}}
+{{- $m = append $m "redis.tls.certKey: a client certificate needs its key: set redis.tls.keyKey too (tls.key in kubernetes.io/tls and cert-manager Secrets)" -}}
+{{- else if and .keyKey (not .certKey) -}}
+{{- $m = append $m "redis.tls.keyKey: a key needs its client certificate: set redis.tls.certKey too (tls.crt in kubernetes.io/tls and cert-manager Secrets)" -}}
+{{- end -}}
+{{- if and (or .certKey .keyKey) (not .existingSecret) -}}
+{{- $m = append $m "redis.tls.certKey: names a key of redis.tls.existingSecret, which is not set; name the Secret that holds the client certificate" -}}
+{{- end -}}
+{{- if and .existingSecret (not .caKey) (not .certKey) (not .keyKey) -}}
+{{- $m = append $m "redis.tls.existingSecret: mounts nothing: set redis.tls.caKey (the CA, e.g. ca.crt) and/or redis.tls.certKey and keyKey (the client certificate), or unset it" -}}
+{{- end -}}
+{{- end -}}
+{{- if gt (int $redis.waitReplicas) 0 -}}
+{{- if eq $redis.mode "none" -}}
+{{- $m = append $m "redis.waitReplicas: the in-process store has no replicas to wait for; set 0, or choose a Redis" -}}
+{{- end -}}
+{{- with $redis.waitTimeout -}}
+{{- $storeTimeout := include "idempotency-sidecar.setting" (dict "Values" $v "key" "storeTimeout" "env" "IDEMPOTENCY_STORE_TIMEOUT" "default" "1s") -}}
+{{- $storeMs := include "idempotency-sidecar.durationMillis" $storeTimeout -}}
+{{- if and (ne $storeMs "invalid") (ge (int64 (include "idempotency-sidecar.durationMillis" .)) (int64 $storeMs)) -}}
+{{- $m = append $m (printf "redis.waitTimeout: %s is not shorter than the store timeout (%s): a WAIT that outlasts it counts the store as down; shorten it, or lengthen config.storeTimeout" (toString .) $storeTimeout) -}}
+{{- end -}}
+{{- end -}}
+{{- else if $redis.waitTimeout -}}
+{{- $m = append $m "redis.waitTimeout: only used with redis.waitReplicas above 0" -}}
+{{- end -}}
+
+{{- /* HTTPS on the proxy listener, and client-certificate tenants */ -}}
+{{- if and $v.tls.clientCaKey (not $v.tls.existingSecret) -}}
+{{- $m = append $m "tls.clientCaKey: names a key of tls.existingSecret, which is not set; client certificates need the listener to speak HTTPS: name the Secret with its certificate and key" -}}
+{{- end -}}
+{{- $tenantFrom := include "idempotency-sidecar.setting" (dict "Values" $v "key" "tenantFrom" "env" "IDEMPOTENCY_TENANT_FROM" "default" "headers") -}}
+{{- if and (eq $tenantFrom "client-certificate") (not (and $v.tls.existingSecret $v.tls.clientCaKey)) -}}
+{{- $m = append $m "tenantFrom: client-certificate scopes keys by the verified client certificate: set tls.existingSecret (the listener's certificate and key) and tls.clientCaKey (the CA that signs client certificates)" -}}
+{{- end -}}
+{{- if and $v.tests.enabled $v.tests.replay.enabled $v.tls.clientCaKey -}}
+{{- $m = append $m "tests.replay.enabled: the proxy listener requires a client certificate (tls.clientCaKey), which the test Pod does not have; disable the replay test" -}}
+{{- end -}}
+
 {{- if and $v.redlock.urls $v.redlock.existingSecret -}}
 {{- $m = append $m "redlock: set redlock.existingSecret or redlock.urls, not both" -}}
 {{- end -}}
@@ -83,6 +157,8 @@ upstream: required in gateway mode: the base URL of the existing Service to prot
 
 {{- /* config: settings the chart sets from values are refused there */ -}}
 {{- $fromValues := dict "upstream" "upstream" "port" "containerPorts.proxy" "adminPort" "containerPorts.admin" "redisUrl" "redis.existingSecret or redis.url" "redisClusterNodes" "redis.cluster.nodes" "redlockUrls" "redlock.existingSecret or redlock.urls" "adminToken" "adminToken.existingSecret" -}}
+{{- $fromValues = merge $fromValues (dict "redisSentinels" "redis.sentinel.sentinels" "redisSentinelMaster" "redis.sentinel.masterName" "redisUsername" "redis.auth.existingSecret (a secret, never in a ConfigMap)" "redisPassword" "redis.auth.existingSecret (a secret, never in a ConfigMap)" "redisTls" "redis.tls.enabled" "redisTlsCaFile" "redis.tls.existingSecret and redis.tls.caKey" "redisTlsCertFile" "redis.tls.existingSecret and redis.tls.certKey" "redisTlsKeyFile" "redis.tls.existingSecret and redis.tls.keyKey" "redisWaitReplicas" "redis.waitReplicas" "redisWaitTimeout" "redis.waitTimeout") -}}
+{{- $fromValues = merge $fromValues (dict "tlsCertFile" "tls.existingSecret" "tlsKeyFile" "tls.existingSecret" "tlsClientCaFile" "tls.existingSecret and tls.clientCaKey" "encryptionKeys" "encryption.existingSecret (a secret, never in a ConfigMap)" "encryptionKeysFile" "encryption.existingSecret") -}}
 {{- range $key := keys $v.config | sortAlpha -}}
 {{- if hasKey $fromValues $key -}}
 {{- $m = append $m (printf "config.%s: set by the chart; use %s instead" $key (get $fromValues $key)) -}}
@@ -92,6 +168,8 @@ upstream: required in gateway mode: the base URL of the existing Service to prot
 {{- $m = append $m "config: in webhook mode each injected sidecar reads its file from a ConfigMap in its own namespace, named by the pod's idempotency-sidecar.io/config-map annotation (a release of this chart with mode: sidecar in that namespace makes one from config); settings every injected sidecar shares go in extraEnv as IDEMPOTENCY_* variables, which win over that file" -}}
 {{- end -}}
 {{- $managed := list "IDEMPOTENCY_UPSTREAM" "IDEMPOTENCY_PORT" "IDEMPOTENCY_ADMIN_PORT" "IDEMPOTENCY_REDIS_URL" "IDEMPOTENCY_REDIS_CLUSTER_NODES" "IDEMPOTENCY_REDLOCK_URLS" "IDEMPOTENCY_ADMIN_TOKEN" "IDEMPOTENCY_CONFIG" -}}
+{{- $managed = concat $managed (list "IDEMPOTENCY_REDIS_SENTINELS" "IDEMPOTENCY_REDIS_SENTINEL_MASTER" "IDEMPOTENCY_REDIS_USERNAME" "IDEMPOTENCY_REDIS_PASSWORD" "IDEMPOTENCY_REDIS_TLS" "IDEMPOTENCY_REDIS_TLS_CA_FILE" "IDEMPOTENCY_REDIS_TLS_CERT_FILE" "IDEMPOTENCY_REDIS_TLS_KEY_FILE" "IDEMPOTENCY_REDIS_WAIT_REPLICAS" "IDEMPOTENCY_REDIS_WAIT_TIMEOUT") -}}
+{{- $managed = concat $managed (list "IDEMPOTENCY_TLS_CERT_FILE" "IDEMPOTENCY_TLS_KEY_FILE" "IDEMPOTENCY_TLS_CLIENT_CA_FILE" "IDEMPOTENCY_ENCRYPTION_KEYS" "IDEMPOTENCY_ENCRYPTION_KEYS_FILE") -}}
 {{- range $v.extraEnv -}}
 {{- if has (toString .name) $managed -}}
 {{- $m = append $m (printf "extraEnv: %s is set by the chart from its values" .name) -}}
