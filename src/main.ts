@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import type http from 'node:http';
 import { createAdminServer } from './admin/admin-server';
 import { ConfigError } from './errors';
+import { loadEncryptionKeys } from './config/encryption-keys';
 import { createRouteResolver } from './config/routes';
 import type { Config } from './config/settings';
 import { IdempotencyEngine } from './engine/idempotency-engine';
@@ -15,11 +16,13 @@ import { SidecarMetrics } from './observability/metrics';
 import { PassThrough } from './proxy/passthrough';
 import { createProxyServer } from './proxy/proxy-server';
 import { UpstreamClient } from './proxy/upstream-client';
+import { EncryptingRecordStore } from './store/encrypting-store';
 import { lockResource } from './store/keys';
 import { MemoryRecordStore } from './store/memory-store';
 import { createRedisClient, createRedisCluster } from './store/redis-connection';
 import { RedisRecordStore } from './store/redis-store';
 import { RedlockLockProvider } from './store/redlock-provider';
+import { ResponseCipher } from './store/response-cipher';
 
 export interface RunningSidecar {
   readonly proxyUrl: string;
@@ -90,10 +93,18 @@ function urlOf(address: AddressInfo): string {
 }
 
 export async function startSidecar(config: Config, logger: Logger): Promise<RunningSidecar> {
+  // Before any connection: a bad key file stops the start with exit 2, like any config problem.
+  const encryption = loadEncryptionKeys(config);
   const metrics = new SidecarMetrics();
   const unsubscribe = [logEvents(logger), metrics.listen()];
   const backends = createBackends(config, logger);
-  const store = metrics.timeStore(backends.store);
+  // Always wrapped, keys or not: without keys it still refuses sealed records (encryption turned
+  // off while they live) rather than replay ciphertext. The cipher sits outside the timing, so
+  // the store histogram measures the store alone.
+  const store = new EncryptingRecordStore(metrics.timeStore(backends.store), {
+    ...(encryption.keys.length > 0 ? { cipher: new ResponseCipher(encryption.keys) } : {}),
+    keySetting: encryption.setting,
+  });
   const upstream = new UpstreamClient({ origin: config.upstream, timeoutMs: config.upstreamTimeoutMs });
   const passThrough = new PassThrough(config.upstream, config.upstreamTimeoutMs);
   const engine = new IdempotencyEngine(
@@ -137,7 +148,12 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
   const proxyAddress = await listen(proxy.server, config.port, config.host, 'IDEMPOTENCY_PORT');
   const adminAddress = await listen(admin, config.adminPort, config.host, 'IDEMPOTENCY_ADMIN_PORT');
   logger.info(
-    { proxy: urlOf(proxyAddress), admin: urlOf(adminAddress), upstream: config.upstream.origin },
+    {
+      proxy: urlOf(proxyAddress),
+      admin: urlOf(adminAddress),
+      upstream: config.upstream.origin,
+      encryptionKeyId: encryption.keys[0]?.id ?? null,
+    },
     'idempotency-sidecar listening',
   );
 
