@@ -186,6 +186,38 @@ describe('encryption at rest (sidecar process, redis-server)', () => {
     expect(JSON.parse(fields['headers']?.toString() ?? 'null')).toEqual([[':encrypted', 'k1']]);
   });
 
+  test('encryption costs no Redis round trip: two commands for a first-time request, one for a replay', async () => {
+    if (client === undefined) throw new Error('not set up');
+    const running = await sidecar({ IDEMPOTENCY_ENCRYPTION_KEYS: K1 });
+    const key = freshKey('trips');
+    // Warm the connection and the script cache, so that the counts below are the steady state.
+    expect((await pay(running, freshKey('warm'))).status).toBe(201);
+    // MONITOR sees every command a client sends; a script's own calls come from `lua` and are not round trips.
+    const monitor = await client.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[], source: string) => {
+      if (source !== 'lua') seen.push(String(args[0]).toLowerCase());
+    });
+    try {
+      const during = async (work: () => Promise<void>): Promise<string[]> => {
+        seen.length = 0;
+        await work();
+        // The feed is in execution order: once our own ECHO shows up, every command the sidecar
+        // sent before answering has too.
+        await client?.echo('end-of-request');
+        for (let waited = 0; !seen.includes('echo') && waited < 10_000; waited += 20) {
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+        expect(seen).toContain('echo');
+        return seen.slice(0, seen.indexOf('echo'));
+      };
+      expect(await during(async () => expect((await pay(running, key)).status).toBe(201))).toEqual(['evalsha', 'evalsha']);
+      expect(await during(async () => expect((await pay(running, key)).header('idempotent-replayed')).toBe('true'))).toEqual(['evalsha']);
+    } finally {
+      monitor.disconnect();
+    }
+  });
+
   test('rotation across restarts: new key first keeps old records; the new key alone refuses them, and the upstream is not called again', async () => {
     const oldKey = freshKey('rot-old');
     const first = await sidecar({ IDEMPOTENCY_ENCRYPTION_KEYS: K1 });
