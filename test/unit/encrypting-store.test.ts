@@ -12,6 +12,7 @@ import type { RecordScope, StoredResponse } from '../../src/engine/record';
 import { RecordUnreadableError } from '../../src/errors';
 import { EncryptingRecordStore } from '../../src/store/encrypting-store';
 import { lockResource } from '../../src/store/keys';
+import { MemoryLockProvider } from '../../src/store/memory-lock';
 import { MemoryRecordStore } from '../../src/store/memory-store';
 import { ResponseCipher, SEALED_HEADER, sealedKeyId } from '../../src/store/response-cipher';
 
@@ -154,8 +155,13 @@ class CountingUpstream implements Upstream {
   }
 }
 
-describe('the engine over an encrypting store', () => {
+/** `quorum`: read, then lock, then claim (a Redlock quorum apart from the store); `record`: the claim is the lock. */
+describe.each(['quorum', 'record'] as const)('the engine over an encrypting store, locks: %s', (lockMode) => {
   let inner: MemoryRecordStore;
+  const locks = new MemoryLockProvider();
+  afterAll(async () => {
+    await locks.close();
+  });
   const events: RecordUnreadableEvent[] = [];
   const onUnreadable = (message: unknown): void => {
     events.push(message as RecordUnreadableEvent);
@@ -172,7 +178,7 @@ describe('the engine over an encrypting store', () => {
 
   function engine(keys: readonly EncryptionKey[], upstream: Upstream): IdempotencyEngine {
     return new IdempotencyEngine(
-      { store: withKeys(inner, keys), upstream, lockResource },
+      { store: withKeys(inner, keys), upstream, lockResource, ...(lockMode === 'quorum' ? { locks } : {}) },
       { lockTtlMs: 5_000, waitTimeoutMs: 1_000, onUnknown: 'hold', storeUnavailable: 'passthrough', releaseStatuses: new Set([503]) },
     );
   }
