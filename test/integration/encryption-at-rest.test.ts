@@ -141,8 +141,17 @@ describe('encryption at rest (sidecar process, redis-server)', () => {
     return client.hgetallBuffer(recordKey({ tenant: tenantId([AUTHORIZATION]), key }));
   }
 
-  function unreadableLines(running: SidecarProcess): Record<string, unknown>[] {
-    return running.logs().filter((line) => line['alert'] === 'record_unreadable');
+  /**
+   * The first record_unreadable log line. The line is written before the answer, but the pipe
+   * from the process may deliver it after the answer arrives: look again until it is there.
+   */
+  async function unreadableLine(running: SidecarProcess): Promise<Record<string, unknown> | undefined> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const line = running.logs().find((entry) => entry['alert'] === 'record_unreadable');
+      if (line !== undefined || Date.now() > deadline) return line;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
   }
 
   test('control: without keys the same scan finds every marker in Redis', async () => {
@@ -249,7 +258,7 @@ describe('encryption at rest (sidecar process, redis-server)', () => {
     expect(comparable(newReplay)).toEqual(comparable(fresh));
     expect(executions(newKey)).toBe(1);
 
-    const [line] = unreadableLines(onlyNew);
+    const line = await unreadableLine(onlyNew);
     expect(line).toMatchObject({ level: 'error', keyId: 'k1', reason: 'unknown-key', tenant: tenantId([AUTHORIZATION]) });
     expect(String(line?.['msg'])).toMatch(/key id k1.*IDEMPOTENCY_ENCRYPTION_KEYS/);
     expect(JSON.stringify(onlyNew.logs())).not.toContain(K2.slice(3));
@@ -270,7 +279,7 @@ describe('encryption at rest (sidecar process, redis-server)', () => {
 
     const onlyNew = await sidecar({ IDEMPOTENCY_ENCRYPTION_KEYS_FILE: keyFile(`${K2}\n`) });
     expect((await pay(onlyNew, key)).status).toBe(500);
-    expect(String(unreadableLines(onlyNew)[0]?.['msg'])).toMatch(/IDEMPOTENCY_ENCRYPTION_KEYS_FILE/);
+    expect(String((await unreadableLine(onlyNew))?.['msg'])).toMatch(/IDEMPOTENCY_ENCRYPTION_KEYS_FILE/);
     expect(executions(key)).toBe(1);
   });
 
@@ -306,7 +315,7 @@ describe('encryption at rest (sidecar process, redis-server)', () => {
     const refused = await pay(running, target);
     expect(refused.status).toBe(500);
     expect(refused.json()).toMatchObject({ type: 'urn:idempotency-sidecar:problem:record-unreadable' });
-    expect(unreadableLines(running)[0]).toMatchObject({ keyId: 'k1', reason: 'corrupt' });
+    expect(await unreadableLine(running)).toMatchObject({ keyId: 'k1', reason: 'corrupt' });
     expect(executions(target)).toBe(1);
     expect(executions(source)).toBe(1);
   });
@@ -321,7 +330,7 @@ describe('encryption at rest (sidecar process, redis-server)', () => {
     const refused = await pay(plain, key);
     expect(refused.status).toBe(500);
     expect(refused.json()).toMatchObject({ type: 'urn:idempotency-sidecar:problem:record-unreadable' });
-    expect(String(unreadableLines(plain)[0]?.['msg'])).toMatch(/no encryption key is configured/);
+    expect(String((await unreadableLine(plain))?.['msg'])).toMatch(/no encryption key is configured/);
     expect(executions(key)).toBe(1);
   });
 });
