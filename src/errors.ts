@@ -20,6 +20,7 @@ export type ProblemCode =
   | 'upstream-timeout'
   | 'upstream-reset'
   | 'upstream-error'
+  | 'record-unreadable'
   | 'internal-error';
 
 interface ProblemDefinition {
@@ -41,6 +42,9 @@ const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
   'upstream-timeout': { status: 504, title: 'Upstream timed out' },
   'upstream-reset': { status: 502, title: 'Upstream closed the connection' },
   'upstream-error': { status: 502, title: 'Upstream failed' },
+  // 500, not 503: the record is there and the store answers; what is missing is a key only an
+  // operator can restore, so a Retry-After would only invite a retry storm.
+  'record-unreadable': { status: 500, title: 'Stored response cannot be decrypted' },
   'internal-error': { status: 500, title: 'Internal sidecar error' },
 };
 
@@ -83,6 +87,29 @@ export class StoreUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'StoreUnavailableError';
+  }
+}
+
+export type UnreadableReason =
+  /** The record names a key id that is not configured (removed too early, or encryption is off). */
+  | 'unknown-key'
+  /** AES-GCM authentication failed or the envelope is malformed: altered, or copied from another key. */
+  | 'corrupt';
+
+/**
+ * A stored response that the configured keys cannot decrypt. Thrown by the encrypting store on
+ * read and claim; the engine answers `record-unreadable` and never forwards the request, since
+ * the record proves it already ran. The message is for the operator: it names the key id and the
+ * setting to fix, never key material.
+ */
+export class RecordUnreadableError extends Error {
+  readonly keyId: string;
+  readonly reason: UnreadableReason;
+  constructor(message: string, options: { keyId: string; reason: UnreadableReason; cause?: unknown }) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RecordUnreadableError';
+    this.keyId = options.keyId;
+    this.reason = options.reason;
   }
 }
 

@@ -8,6 +8,7 @@ import type http from 'node:http';
 import https from 'node:https';
 import { createAdminServer } from './admin/admin-server';
 import { ConfigError } from './errors';
+import { loadEncryptionKeys } from './config/encryption-keys';
 import { createRouteResolver } from './config/routes';
 import { envName } from './config/schema';
 import type { Config } from './config/settings';
@@ -18,11 +19,13 @@ import { SidecarMetrics } from './observability/metrics';
 import { PassThrough } from './proxy/passthrough';
 import { createProxyServer } from './proxy/proxy-server';
 import { UpstreamClient } from './proxy/upstream-client';
+import { EncryptingRecordStore } from './store/encrypting-store';
 import { lockResource } from './store/keys';
 import { MemoryRecordStore } from './store/memory-store';
 import { createRedisClient, createRedisCluster } from './store/redis-connection';
 import { RedisRecordStore } from './store/redis-store';
 import { RedlockLockProvider } from './store/redlock-provider';
+import { ResponseCipher } from './store/response-cipher';
 import { type KeyPair, type KeyPairPaths, type KeyPairProblem, readKeyPairSync } from './tls/key-pair';
 import { reloadServerTls, serverTlsOptions } from './tls/serving';
 
@@ -133,12 +136,20 @@ function urlOf(address: AddressInfo, scheme: 'http' | 'https' = 'http'): string 
 }
 
 export async function startSidecar(config: Config, logger: Logger): Promise<RunningSidecar> {
-  // First: a bad TLS file is a configuration error, found before anything connects to Redis.
+  // First: a bad TLS file or key file is a configuration error (exit 2), found before anything
+  // connects to Redis.
   const listenerTls = readListenerTls(config);
+  const encryption = loadEncryptionKeys(config);
   const metrics = new SidecarMetrics();
   const unsubscribe = [logEvents(logger), metrics.listen()];
   const backends = createBackends(config, logger);
-  const store = metrics.timeStore(backends.store);
+  // Always wrapped, keys or not: without keys it still refuses sealed records (encryption turned
+  // off while they live) rather than replay ciphertext. The cipher sits outside the timing, so
+  // the store histogram measures the store alone.
+  const store = new EncryptingRecordStore(metrics.timeStore(backends.store), {
+    ...(encryption.keys.length > 0 ? { cipher: new ResponseCipher(encryption.keys) } : {}),
+    keySetting: encryption.setting,
+  });
   const upstream = new UpstreamClient({ origin: config.upstream, timeoutMs: config.upstreamTimeoutMs });
   const passThrough = new PassThrough(config.upstream, config.upstreamTimeoutMs);
   const engine = new IdempotencyEngine(
@@ -203,6 +214,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
       upstream: config.upstream.origin,
       tenantFrom: config.tenantFrom,
       ...(listenerTls === undefined ? {} : { clientCertificates: listenerTls.pair.ca === undefined ? 'not requested' : 'required' }),
+      encryptionKeyId: encryption.keys[0]?.id ?? null,
     },
     'idempotency-sidecar listening',
   );

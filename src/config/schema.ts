@@ -708,6 +708,18 @@ const encryptionKeys: Check<string> = (value, report) => {
   return value;
 };
 
+/**
+ * The key file is read and parsed here, not only at start-up: --config-test then catches a file
+ * that holds no valid key, with the same line the start would print.
+ */
+const encryptionKeysFile: Check<string> = (value, report) => {
+  const file = readableFile(value, report);
+  if (typeof file !== 'string') return file;
+  const parsed = parseEncryptionKeys(fs.readFileSync(file, 'utf8'), '\n');
+  if (!parsed.ok) return report(`${JSON.stringify(file)} ${parsed.problem}`);
+  return file;
+};
+
 const MIN_TOKEN_LENGTH = 16;
 
 /** Never echoed: a message about a token must not leak the token. */
@@ -876,7 +888,7 @@ export const settingsSchema = z
     tlsKeyFile: optional(readableFile),
     tlsClientCaFile: optional(readableFile),
     encryptionKeys: optional(encryptionKeys),
-    encryptionKeysFile: optional(readableFile),
+    encryptionKeysFile: optional(encryptionKeysFile),
     clientHeaderTimeout: withDefault(duration({ timer: true }), DEFAULTS.clientHeaderTimeoutMs),
     clientRequestTimeout: withDefault(duration({ timer: true }), DEFAULTS.clientRequestTimeoutMs),
     maxHeaderSize: withDefault(headerSize, DEFAULTS.maxHeaderSize),

@@ -34,12 +34,20 @@ export interface FencedCompletionEvent {
   readonly status: number;
 }
 
+export interface RecordUnreadableEvent {
+  readonly scope: RecordScope;
+  /** RecordUnreadableError: its message names the key id and the setting to fix. */
+  readonly error: unknown;
+}
+
 export const channels = {
   leaseLost: diagnosticsChannel.channel('idempotency-sidecar:lease-lost'),
   storeError: diagnosticsChannel.channel('idempotency-sidecar:store-error'),
   unknownOutcome: diagnosticsChannel.channel('idempotency-sidecar:unknown-outcome'),
   /** A completion refused because another owner holds the record now. */
   fencedCompletion: diagnosticsChannel.channel('idempotency-sidecar:fenced-completion'),
+  /** A stored response the configured keys cannot decrypt: refused, never run again. */
+  recordUnreadable: diagnosticsChannel.channel('idempotency-sidecar:record-unreadable'),
 } as const;
 
 export function publish<T extends object>(channel: diagnosticsChannel.Channel, event: T): void {

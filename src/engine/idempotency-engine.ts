@@ -10,7 +10,7 @@
  *   4. store the response (fenced by the lock token), or release / hold the key.
  */
 import { randomUUID } from 'node:crypto';
-import { SidecarError, StoreUnavailableError } from '../errors';
+import { RecordUnreadableError, SidecarError, StoreUnavailableError } from '../errors';
 import { channels, publish } from './events';
 import type {
   ClaimResult,
@@ -68,7 +68,9 @@ export type GuardOutcome =
   | 'upstream_error'
   | 'unknown'
   /** The upstream executed, but another owner holds the key now: its record wins (see forward()). */
-  | 'lease_lost';
+  | 'lease_lost'
+  /** The stored response cannot be decrypted with the configured keys (encrypting-store.ts). */
+  | 'unreadable';
 
 export type EngineResult =
   /** The upstream answered; `stored` is false when the status is in the release set or the store refused. */
@@ -195,8 +197,16 @@ export class IdempotencyEngine {
     }
   }
 
-  /** A store failure is answered 503 (or unguarded, under passthrough); anything else is a bug. */
+  /**
+   * A store failure is answered 503 (or unguarded, under passthrough); a record that cannot be
+   * decrypted, 500 (the record exists, so the request ran: it is neither forwarded nor let
+   * through unguarded); anything else is a bug.
+   */
   private unavailable(request: GuardedRequest, operation: string, error: unknown): Attempt {
+    if (error instanceof RecordUnreadableError) {
+      publish(channels.recordUnreadable, { scope: request.scope, error });
+      return { kind: 'result', result: unreadable(error) };
+    }
     if (!(error instanceof StoreUnavailableError)) throw error;
     publish(channels.storeError, { scope: request.scope, operation, error });
     return { kind: 'result', result: this.storeUnavailable(error) };
@@ -526,6 +536,17 @@ function decideExisting(record: IdempotencyRecord, fingerprint: string): EngineR
     case 'in_flight':
       return undefined;
   }
+}
+
+function unreadable(error: RecordUnreadableError): EngineResult {
+  return problem(
+    'unreadable',
+    new SidecarError('record-unreadable', {
+      detail:
+        'A response is stored for this idempotency key, but the sidecar cannot decrypt it with its configured keys. The request was not forwarded and will not run again while the record lives; an operator must restore the key.',
+      cause: error,
+    }),
+  );
 }
 
 function inFlight(waited: boolean): EngineResult {

@@ -7,7 +7,15 @@ import { createHash } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import pino, { type Logger } from 'pino';
 import type { LogLevel } from '../config/settings';
-import { channels, type FencedCompletionEvent, type LeaseLostEvent, type StoreErrorEvent, type UnknownOutcomeEvent } from '../engine/events';
+import {
+  channels,
+  type FencedCompletionEvent,
+  type LeaseLostEvent,
+  type RecordUnreadableEvent,
+  type StoreErrorEvent,
+  type UnknownOutcomeEvent,
+} from '../engine/events';
+import { RecordUnreadableError } from '../errors';
 import { requestChannel, type RequestEvent } from '../proxy/events';
 
 export type { Logger };
@@ -96,12 +104,27 @@ export function logEvents(logger: Logger): () => void {
     const event = message as FencedCompletionEvent;
     logger.error({ tenant: event.scope.tenant, keyHash: keyHash(event.scope.key), status: event.status }, 'response not stored: another owner holds the key (lease expired during the upstream call)');
   };
+  const onUnreadable = (message: unknown): void => {
+    const event = message as RecordUnreadableEvent;
+    const error = event.error instanceof RecordUnreadableError ? event.error : undefined;
+    logger.error(
+      {
+        alert: 'record_unreadable',
+        tenant: event.scope.tenant,
+        keyHash: keyHash(event.scope.key),
+        keyId: error?.keyId,
+        reason: error?.reason,
+      },
+      `record refused, not run again: ${errorText(event.error) ?? 'unreadable'}`,
+    );
+  };
   const subscriptions: [diagnosticsChannel.Channel, (message: unknown) => void][] = [
     [requestChannel, onRequest],
     [channels.unknownOutcome, onUnknown],
     [channels.leaseLost, onLeaseLost],
     [channels.storeError, onStoreError],
     [channels.fencedCompletion, onFenced],
+    [channels.recordUnreadable, onUnreadable],
   ];
   for (const [channel, handler] of subscriptions) channel.subscribe(handler);
   return () => {

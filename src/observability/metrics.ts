@@ -21,6 +21,7 @@ export const OUTCOMES: readonly RequestOutcome[] = [
   'upstream_error',
   'unknown',
   'lease_lost',
+  'unreadable',
 ];
 
 /** Latency buckets in seconds: from a sub-millisecond replay to a 30 s upstream timeout. */

@@ -1,8 +1,9 @@
 /**
  * One RecordStore contract, run against every implementation (as undici runs one cacheStoreTests
  * against its memory and SQLite stores): the in-process store, Redis, and a one-node Redis
- * Cluster (which enforces the same-slot rule on every multi-key script). Then what only a remote
- * store can do: be paused, be stopped, come back.
+ * Cluster (which enforces the same-slot rule on every multi-key script), and the first two again
+ * with encryption at rest (the contract must not change when responses are sealed). Then what only
+ * a remote store can do: be paused, be stopped, come back.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -11,9 +12,11 @@ import type { ClaimRequest, RecordStore } from '../../src/engine/ports';
 import type { RecordScope, StoredResponse } from '../../src/engine/record';
 import { StoreUnavailableError } from '../../src/errors';
 import { channelName, indexKey, keyTag, lockResource, recordKey } from '../../src/store/keys';
+import { EncryptingRecordStore } from '../../src/store/encrypting-store';
 import { MemoryRecordStore } from '../../src/store/memory-store';
 import { createRedisClient, createRedisCluster, whenReady } from '../../src/store/redis-connection';
 import { RedisRecordStore } from '../../src/store/redis-store';
+import { ResponseCipher } from '../../src/store/response-cipher';
 import { type RedisHandle, startRedis } from '../helpers/redis-server';
 
 interface StoreFixture {
@@ -30,6 +33,14 @@ function newScope(tenant = `tenant-${randomUUID()}`): RecordScope {
 
 function claimRequest(token: string, overrides: Partial<ClaimRequest> = {}): ClaimRequest {
   return { fingerprint: 'fp-1', token, leaseMs: LONG_LEASE, ttlMs: LONG_TTL, onExpiredLease: 'hold', ...overrides };
+}
+
+/** Encryption at rest over any store, with a fresh key. */
+function encrypted(store: RecordStore): RecordStore {
+  return new EncryptingRecordStore(store, {
+    cipher: new ResponseCipher([{ id: 'contract', key: randomBytes(32) }]),
+    keySetting: 'IDEMPOTENCY_ENCRYPTION_KEYS',
+  });
 }
 
 function response(overrides: Partial<StoredResponse> = {}): StoredResponse {
@@ -495,6 +506,11 @@ recordStoreContract('MemoryRecordStore', async () => {
   return { store, close: () => store.close() };
 });
 
+recordStoreContract('EncryptingRecordStore over MemoryRecordStore', async () => {
+  const store = encrypted(new MemoryRecordStore({ sweepIntervalMs: 100 }));
+  return { store, close: () => store.close() };
+});
+
 test('MemoryRecordStore: closing the store wakes its open watches, and a closed store refuses new ones', async () => {
   const store = new MemoryRecordStore();
   const watch = await store.watch(newScope());
@@ -517,6 +533,14 @@ describe('Redis', () => {
     const client = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'contract' });
     await whenReady(client, 5_000);
     const store = new RedisRecordStore(client, { storeTimeoutMs: 2_000 });
+    return { store, close: () => store.close() };
+  });
+
+  recordStoreContract('EncryptingRecordStore over RedisRecordStore (redis-server)', async () => {
+    if (redis === undefined) throw new Error('no redis');
+    const client = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'contract-encrypted' });
+    await whenReady(client, 5_000);
+    const store = encrypted(new RedisRecordStore(client, { storeTimeoutMs: 2_000 }));
     return { store, close: () => store.close() };
   });
 

@@ -50,7 +50,8 @@ function sleep(ms: number): Promise<void> {
  * reach the same handler through sidecar route rules of different behaviour.
  *
  * Routes (any method):
- * - /payments[...]       201 with a JSON payment, two Set-Cookie headers and X-Payment-Id
+ * - /payments[...]       201 with a JSON payment (the request's `amount` in it, whatever its
+ *                        JSON), two Set-Cookie headers and X-Payment-Id
  * - /slow?ms=N           like /payments, after N ms
  * - /status/NNN          answers status NNN with a small JSON body
  * - /hop                 201 whose Connection header names x-hop, a hop-by-hop header
@@ -58,6 +59,7 @@ function sleep(ms: number): Promise<void> {
  * - /reset               executes, then destroys the socket without answering
  * - /binary              answers the 256 byte values as application/octet-stream
  * - /echo[...]           answers method, url, headers and body (base64) as JSON
+ * A request's X-Echo-Marker comes back as the response header X-Echoed-Marker (/payments, /echo).
  * - /download?bytes=N    streams N bytes (not counted as an execution of a payment)
  * - upgrade requests     101, then echoes every byte back
  */
@@ -77,6 +79,10 @@ export async function startPaymentUpstream(options: { port?: number } = {}): Pro
       body,
       headers: req.headers,
     });
+    const echoedMarker = (): Record<string, string> => {
+      const marker = req.headers['x-echo-marker'];
+      return typeof marker === 'string' ? { 'x-echoed-marker': marker } : {};
+    };
     const pay = (): void => {
       const id = `pay_${nextId++}`;
       const payload = Buffer.from(JSON.stringify({ id, amount: body.length > 0 ? safeAmount(body) : null, executedAt: Date.now() }));
@@ -86,6 +92,7 @@ export async function startPaymentUpstream(options: { port?: number } = {}): Pro
         'Set-Cookie', 'a=1; Path=/',
         'Set-Cookie', 'b=2; Path=/',
         'Content-Length', String(payload.length),
+        ...Object.entries(echoedMarker()).flat(),
       ]);
       res.end(payload);
     };
@@ -115,7 +122,7 @@ export async function startPaymentUpstream(options: { port?: number } = {}): Pro
       return res.end(BINARY_BODY);
     }
     if (path.startsWith('/echo')) {
-      res.writeHead(200, { 'content-type': 'application/json' });
+      res.writeHead(200, { 'content-type': 'application/json', ...echoedMarker() });
       return res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: body.toString('base64') }));
     }
     if (path === '/download') {
