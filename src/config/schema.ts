@@ -925,7 +925,7 @@ export const settingsSchema = z
           code: 'custom',
           path: [stores[0] as string],
           params: { also: stores.slice(1) },
-          message: 'are all set; the record store is one Redis, one Redis Cluster or one Sentinel-managed master: keep one',
+          message: `are ${stores.length === 2 ? 'both' : 'all'} set; the record store is one Redis, one Redis Cluster or one Sentinel-managed master: keep one`,
         });
       }
       if ((s.redisSentinels === undefined) !== (s.redisSentinelMaster === undefined)) {

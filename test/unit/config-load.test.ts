@@ -13,6 +13,10 @@ import { DEFAULTS } from '../../src/config/schema';
 import { ConfigError } from '../../src/errors';
 
 const UPSTREAM = { IDEMPOTENCY_UPSTREAM: 'http://127.0.0.1:3000' };
+/** Any readable file: the file settings are read when the sidecar starts, not when it loads its config. */
+const PEM_FILE = __filename;
+const KEY_B64 = Buffer.alloc(32, 7).toString('base64');
+const OLD_KEY_B64 = Buffer.alloc(32, 9).toString('base64');
 
 interface Given {
   readonly argv?: readonly string[];
@@ -57,6 +61,9 @@ describe('loadConfig defaults', () => {
       port: 8080,
       host: '0.0.0.0',
       adminPort: 9090,
+      redisTls: false,
+      redisWaitReplicas: 0,
+      redisWaitTimeoutMs: 500,
       methods: ['POST', 'PATCH'],
       keyHeader: 'idempotency-key',
       requireKey: false,
@@ -67,6 +74,11 @@ describe('loadConfig defaults', () => {
       upstreamTimeoutMs: 30_000,
       maxBody: 1_048_576,
       tenantHeaders: ['authorization'],
+      tenantFrom: 'headers',
+      clientHeaderTimeoutMs: 10_000,
+      clientRequestTimeoutMs: 60_000,
+      maxHeaderSize: 16_384,
+      memoryStoreMaxRecords: 100_000,
       storeUnavailable: 'reject',
       releaseStatuses: [408, 409, 425, 429, 503],
       onUnknown: 'hold',
@@ -177,6 +189,20 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
         IDEMPOTENCY_STORE_TIMEOUT: '250ms',
         IDEMPOTENCY_SHUTDOWN_GRACE: '5s',
         IDEMPOTENCY_LOG_LEVEL: 'debug',
+        IDEMPOTENCY_REDIS_TLS_CA_FILE: PEM_FILE,
+        IDEMPOTENCY_REDIS_TLS_CERT_FILE: PEM_FILE,
+        IDEMPOTENCY_REDIS_TLS_KEY_FILE: PEM_FILE,
+        IDEMPOTENCY_REDIS_WAIT_REPLICAS: '1',
+        IDEMPOTENCY_REDIS_WAIT_TIMEOUT: '100ms',
+        IDEMPOTENCY_TENANT_FROM: 'client-certificate',
+        IDEMPOTENCY_TLS_CERT_FILE: PEM_FILE,
+        IDEMPOTENCY_TLS_KEY_FILE: PEM_FILE,
+        IDEMPOTENCY_TLS_CLIENT_CA_FILE: PEM_FILE,
+        IDEMPOTENCY_ENCRYPTION_KEYS: `k2:${KEY_B64},k1:${OLD_KEY_B64}`,
+        IDEMPOTENCY_CLIENT_HEADER_TIMEOUT: '3s',
+        IDEMPOTENCY_CLIENT_REQUEST_TIMEOUT: '9s',
+        IDEMPOTENCY_MAX_HEADER_SIZE: '8192',
+        IDEMPOTENCY_MEMORY_STORE_MAX_RECORDS: '500',
       },
     });
     expect({ ...config, upstream: config.upstream.origin }).toEqual({
@@ -185,6 +211,12 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
       host: '127.0.0.1',
       adminPort: 19090,
       redisUrl: 'rediss://:pw@redis:6380/2',
+      redisTls: false,
+      redisTlsCaFile: PEM_FILE,
+      redisTlsCertFile: PEM_FILE,
+      redisTlsKeyFile: PEM_FILE,
+      redisWaitReplicas: 1,
+      redisWaitTimeoutMs: 100,
       redlockUrls: ['redis://a:6379', 'redis://b:6379', 'redis://c:6379'],
       methods: ['POST', 'PUT', 'DELETE'],
       keyHeader: 'x-idempotency-key',
@@ -196,6 +228,15 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
       upstreamTimeoutMs: 60_000,
       maxBody: 4096,
       tenantHeaders: ['authorization', 'x-tenant-id'],
+      tenantFrom: 'client-certificate',
+      tlsCertFile: PEM_FILE,
+      tlsKeyFile: PEM_FILE,
+      tlsClientCaFile: PEM_FILE,
+      encryptionKeys: `k2:${KEY_B64},k1:${OLD_KEY_B64}`,
+      clientHeaderTimeoutMs: 3_000,
+      clientRequestTimeoutMs: 9_000,
+      maxHeaderSize: 8_192,
+      memoryStoreMaxRecords: 500,
       storeUnavailable: 'passthrough',
       releaseStatuses: [429, 503],
       onUnknown: 'release',
@@ -234,6 +275,9 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
         '--store-timeout=6s',
         '--shutdown-grace=7s',
         '--log-level=warn',
+        '--redis-username=sidecar',
+        '--redis-password=s3cret',
+        '--redis-tls',
       ],
     });
     expect({ ...config, upstream: config.upstream.origin }).toEqual({
@@ -242,6 +286,11 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
       host: '::',
       adminPort: 2,
       redisClusterNodes: ['r0:7000', '[::1]:7001'],
+      redisUsername: 'sidecar',
+      redisPassword: 's3cret',
+      redisTls: true,
+      redisWaitReplicas: 0,
+      redisWaitTimeoutMs: 500,
       redlockUrls: ['redis://l:1'],
       methods: ['PUT'],
       keyHeader: 'k',
@@ -253,6 +302,11 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
       upstreamTimeoutMs: 4_000,
       maxBody: 5,
       tenantHeaders: [],
+      tenantFrom: 'headers',
+      clientHeaderTimeoutMs: 10_000,
+      clientRequestTimeoutMs: 60_000,
+      maxHeaderSize: 16_384,
+      memoryStoreMaxRecords: 100_000,
       storeUnavailable: 'passthrough',
       releaseStatuses: [503],
       onUnknown: 'release',
@@ -535,7 +589,7 @@ describe('loadConfig problems name the setting as the operator set it', () => {
     expect(
       envProblems('IDEMPOTENCY_REDIS_URL', 'redis://r:6379', { IDEMPOTENCY_REDIS_CLUSTER_NODES: 'r0:7000' }),
     ).toEqual([
-      'IDEMPOTENCY_REDIS_URL and IDEMPOTENCY_REDIS_CLUSTER_NODES: are both set; the record store is one Redis or one Redis Cluster: keep one',
+      'IDEMPOTENCY_REDIS_URL and IDEMPOTENCY_REDIS_CLUSTER_NODES: are both set; the record store is one Redis, one Redis Cluster or one Sentinel-managed master: keep one',
     ]);
   });
 
@@ -551,7 +605,7 @@ describe('loadConfig problems name the setting as the operator set it', () => {
       'IDEMPOTENCY_REDLOCK_URLS: names a:6379/0 twice; each Redlock master must be a different server, or the quorum means nothing',
     ]);
     expect(envProblems('IDEMPOTENCY_REDLOCK_URLS', 'redis://a,redis://b,redis://c')).toEqual([
-      'IDEMPOTENCY_REDLOCK_URLS: needs a Redis record store too (IDEMPOTENCY_REDIS_URL or IDEMPOTENCY_REDIS_CLUSTER_NODES): with the in-process store each replica keeps its own records, so shared locks cannot stop a second run',
+      'IDEMPOTENCY_REDLOCK_URLS: needs a Redis record store too (IDEMPOTENCY_REDIS_URL, IDEMPOTENCY_REDIS_CLUSTER_NODES or IDEMPOTENCY_REDIS_SENTINELS): with the in-process store each replica keeps its own records, so shared locks cannot stop a second run',
     ]);
   });
 
