@@ -43,7 +43,14 @@ function createBackends(config: Config, logger: Logger): Backends {
       'no Redis configured: records are kept in this process only; run ONE replica, or set IDEMPOTENCY_REDIS_URL so replicas share records',
     );
     // The schema refuses IDEMPOTENCY_REDLOCK_URLS without a Redis store: the claim is the lock.
-    const store = new MemoryRecordStore();
+    const store = new MemoryRecordStore({
+      maxRecords: config.memoryStoreMaxRecords,
+      onFull: (maxRecords) =>
+        logger.error(
+          { setting: 'IDEMPOTENCY_MEMORY_STORE_MAX_RECORDS', maxRecords },
+          'in-process record store full: new keys get 503 until records expire; raise IDEMPOTENCY_MEMORY_STORE_MAX_RECORDS, shorten IDEMPOTENCY_TTL, or set IDEMPOTENCY_REDIS_URL',
+        ),
+    });
     return { store, close: () => store.close() };
   }
   const client =
@@ -117,6 +124,11 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     passThrough,
     maxBody: config.maxBody,
     tenantHeaders: config.tenantHeaders,
+    limits: {
+      headersTimeoutMs: config.clientHeaderTimeoutMs,
+      requestTimeoutMs: config.clientRequestTimeoutMs,
+      maxHeaderSize: config.maxHeaderSize,
+    },
   });
   const admin = createAdminServer({
     store,

@@ -10,7 +10,7 @@
  *   4. store the response (fenced by the lock token), or release / hold the key.
  */
 import { randomUUID } from 'node:crypto';
-import { SidecarError, StoreUnavailableError } from '../errors';
+import { SidecarError, StoreFullError, StoreUnavailableError } from '../errors';
 import { channels, publish } from './events';
 import type {
   ClaimResult,
@@ -197,6 +197,7 @@ export class IdempotencyEngine {
 
   /** A store failure is answered 503 (or unguarded, under passthrough); anything else is a bug. */
   private unavailable(request: GuardedRequest, operation: string, error: unknown): Attempt {
+    if (error instanceof StoreFullError) return { kind: 'result', result: storeFull(error) };
     if (!(error instanceof StoreUnavailableError)) throw error;
     publish(channels.storeError, { scope: request.scope, operation, error });
     return { kind: 'result', result: this.storeUnavailable(error) };
@@ -526,6 +527,22 @@ function decideExisting(record: IdempotencyRecord, fingerprint: string): EngineR
     case 'in_flight':
       return undefined;
   }
+}
+
+/**
+ * The store refused a new key for want of room. Always 503, even under
+ * IDEMPOTENCY_STORE_UNAVAILABLE=passthrough: the store is up, and forwarding unguarded would give
+ * up the guarantee for exactly the keys a flood pushes out.
+ */
+function storeFull(error: StoreFullError): EngineResult {
+  return problem(
+    'unavailable',
+    new SidecarError('store-full', {
+      detail: `The idempotency record store holds its maximum of ${error.maxRecords} records and cannot record a new key until some expire; the request was not forwarded. Retry later.`,
+      retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
+      cause: error,
+    }),
+  );
 }
 
 function inFlight(waited: boolean): EngineResult {

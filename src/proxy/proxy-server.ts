@@ -13,6 +13,7 @@ import type { EngineResult, IdempotencyEngine } from '../engine/idempotency-engi
 import { keyFromJsonBody } from '../engine/json-pointer';
 import { parseIdempotencyKey, validateKey } from '../engine/key';
 import { tenantId } from '../engine/tenant';
+import { answerClientError, serverOptions, type ClientLimits } from './client-limits';
 import { guardedChannel, requestChannel, type RequestEvent, type RequestOutcome } from './events';
 import { endToEndPairs } from './headers';
 import type { PassThrough } from './passthrough';
@@ -27,6 +28,7 @@ export interface ProxyServerDependencies {
   readonly maxBody: number;
   /** Lower case. */
   readonly tenantHeaders: readonly string[];
+  readonly limits: ClientLimits;
 }
 
 type KeyLookup =
@@ -45,7 +47,7 @@ export interface ProxyServer {
 
 export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
   const pending = new Set<Promise<void>>();
-  const server = http.createServer((req, res) => {
+  const server = http.createServer(serverOptions(deps.limits), (req, res) => {
     const handling = handleRequest(deps, req, res).catch(() => {
       // handleRequest answers every failure itself; a throw here is a bug: close the exchange.
       res.destroy();
@@ -53,6 +55,7 @@ export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
     pending.add(handling);
     void handling.finally(() => pending.delete(handling));
   });
+  server.on('clientError', answerClientError(deps.limits));
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     deps.passThrough.upgrade(req, socket, head);
   });
@@ -80,6 +83,10 @@ async function handleRequest(deps: ProxyServerDependencies, req: http.IncomingMe
     sendProblem(res, error, { closeConnection: error.code === 'body-too-large' });
     report({ outcome, status: error.status, problem: error.code, ...extra });
   };
+
+  if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+    return refuse(new SidecarError('bad-request', { detail: 'An HTTP/1.1 request must carry a Host header; the request was not forwarded.' }), 'invalid');
+  }
 
   const route = deps.resolveRoute(method, path);
   if (!route.guarded) {
@@ -120,13 +127,14 @@ async function handleRequest(deps: ProxyServerDependencies, req: http.IncomingMe
 
   if (route.key.from === 'body') {
     const fromBody = keyFromJsonBody(body, route.key.pointer);
-    if (fromBody === undefined) {
+    if (fromBody.kind === 'absent') {
       if (route.requireKey) return refuse(missingKey(`the JSON body field ${route.key.pointer}`), 'invalid');
       deps.passThrough.web(req, res, body);
       report({ outcome: 'passthrough' });
       return;
     }
-    const checked = validateKey(fromBody);
+    if (fromBody.kind === 'invalid') return refuse(malformedKey(`body field ${route.key.pointer}`, fromBody.reason), 'invalid');
+    const checked = validateKey(fromBody.key);
     if (!checked.ok) return refuse(malformedKey(`body field ${route.key.pointer}`, checked.reason), 'invalid');
     key = checked.key;
   }
