@@ -20,12 +20,16 @@ export interface MemoryRecordStoreOptions {
    * again.
    */
   readonly maxRecords?: number;
-  /** Called when the store starts refusing new keys (once per episode of being full). */
+  /**
+   * Called when the store starts refusing new keys: once per episode of being full, and at most
+   * once a minute, so that a store hovering at its limit does not flood the log.
+   */
   readonly onFull?: (maxRecords: number) => void;
 }
 
 /** When full, expired records are swept out at most this often before a new key is refused. */
 const FULL_SWEEP_INTERVAL_MS = 1_000;
+const FULL_REPORT_INTERVAL_MS = 60_000;
 
 interface Entry {
   state: RecordState;
@@ -52,6 +56,7 @@ export class MemoryRecordStore implements RecordStore {
   private readonly onFull: (maxRecords: number) => void;
   private full = false;
   private lastFullSweep = Number.NEGATIVE_INFINITY;
+  private lastFullReport = Number.NEGATIVE_INFINITY;
 
   constructor(options: MemoryRecordStoreOptions = {}) {
     const interval = options.sweepIntervalMs ?? 60_000;
@@ -222,10 +227,11 @@ export class MemoryRecordStore implements RecordStore {
         return;
       }
     }
-    if (!this.full) {
-      this.full = true;
+    if (!this.full && now - this.lastFullReport >= FULL_REPORT_INTERVAL_MS) {
+      this.lastFullReport = now;
       this.onFull(this.maxRecords);
     }
+    this.full = true;
     throw new StoreFullError(this.maxRecords);
   }
 
