@@ -81,34 +81,73 @@ export function clientErrorProblem(error: ParserError, limits: ClientLimits): Si
   }
 }
 
+type HttpSocket = Duplex & { _httpMessage?: http.ServerResponse | null };
+
 /**
- * The server's 'clientError' handler: answers with the problem when nothing of a response has been
- * written on the connection yet, then closes it (what follows the bad bytes cannot be trusted to
- * be a request boundary). Never throws.
+ * The server's 'clientError' handler: answers with the problem, then closes the connection (what
+ * follows the bad bytes cannot be trusted to be a request boundary). Never throws.
+ *
+ * The answer must not jump ahead of responses still owed on the connection: when the error is
+ * about a later pipelined request (the one being answered was received whole), it waits for the
+ * owed responses to finish. When it is about the request being answered (its body timed out or
+ * broke), it answers that request now, unless part of a response already went out; then the
+ * connection is only closed.
  */
 export function answerClientError(limits: ClientLimits): (error: Error, socket: Duplex) => void {
+  // The parser reports again for every later chunk of a broken connection: one answer each.
+  const answering = new WeakSet<Duplex>();
   return (error, socket) => {
+    if (answering.has(socket)) return;
     const problem = clientErrorProblem(error, limits);
-    // A response already begun on this connection (a request in progress) cannot be replaced.
-    const inProgress = (socket as Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
-    if (problem === undefined || !socket.writable || inProgress?.headersSent === true) {
+    if (problem === undefined || !socket.writable) {
       socket.destroy();
       return;
     }
-    report(problem, error);
-    const body = Buffer.from(JSON.stringify(problemBody(problem)));
-    const head =
-      `HTTP/1.1 ${problem.status} ${problem.title}\r\n` +
-      'Content-Type: application/problem+json\r\n' +
-      `Content-Length: ${body.length}\r\n` +
-      'Cache-Control: no-store\r\n' +
-      'Connection: close\r\n\r\n';
-    const timer = setTimeout(() => socket.destroy(), FLUSH_BOUND_MS);
-    timer.unref();
-    socket.once('close', () => clearTimeout(timer));
+    answering.add(socket);
     socket.on('error', () => socket.destroy());
-    socket.end(Buffer.concat([Buffer.from(head, 'latin1'), body]), () => socket.destroy());
+    report(problem, error);
+    afterOwedResponses(socket as HttpSocket, () => writeAndClose(socket, problem));
   };
+}
+
+function afterOwedResponses(socket: HttpSocket, answer: () => void): void {
+  const owed = socket._httpMessage;
+  if (owed === undefined || owed === null) return answer();
+  if (owed.req.complete !== true) {
+    if (owed.headersSent) socket.destroy();
+    else answer();
+    return;
+  }
+  let finished = false;
+  owed.once('finish', () => {
+    finished = true;
+    // After Node has handed the socket to the next queued response, if any.
+    setImmediate(() => {
+      if (socket.destroyed) return;
+      afterOwedResponses(socket, answer);
+    });
+  });
+  owed.once('close', () => {
+    if (!finished) socket.destroy();
+  });
+}
+
+function writeAndClose(socket: Duplex, problem: SidecarError): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = Buffer.from(JSON.stringify(problemBody(problem)));
+  const head =
+    `HTTP/1.1 ${problem.status} ${problem.title}\r\n` +
+    'Content-Type: application/problem+json\r\n' +
+    `Content-Length: ${body.length}\r\n` +
+    'Cache-Control: no-store\r\n' +
+    'Connection: close\r\n\r\n';
+  const timer = setTimeout(() => socket.destroy(), FLUSH_BOUND_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.end(Buffer.concat([Buffer.from(head, 'latin1'), body]), () => socket.destroy());
 }
 
 function report(problem: SidecarError, error: Error): void {
