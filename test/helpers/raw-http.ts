@@ -17,7 +17,7 @@ export interface RawResponse {
 export interface RawExchange {
   /** Every byte the server sent. */
   readonly data: Buffer;
-  /** The server closed (or reset) the connection within the bound. */
+  /** The server closed (or reset) the connection within the bound (or it settled, see ExchangeOptions). */
   readonly closed: boolean;
   /** The responses in `data`, in order (framed by Content-Length; a response without one ends the list). */
   readonly responses: readonly RawResponse[];
@@ -25,13 +25,32 @@ export interface RawExchange {
   readonly elapsedMs: number;
 }
 
-export async function rawExchange(baseUrl: string, pieces: readonly Piece[], options: { boundMs?: number } = {}): Promise<RawExchange> {
+export interface ExchangeOptions {
+  /** Longest the exchange may take; default 5 s. */
+  readonly boundMs?: number;
+  /**
+   * Stop early once `expect` responses are complete and nothing more has arrived for this long
+   * (a keep-alive connection stays open after answering).
+   */
+  readonly settle?: { readonly responses: number; readonly quietMs: number };
+}
+
+export async function rawExchange(baseUrl: string, pieces: readonly Piece[], options: ExchangeOptions = {}): Promise<RawExchange> {
   const { hostname, port } = new URL(baseUrl);
   const boundMs = options.boundMs ?? 5_000;
   const socket = net.connect(Number(port), hostname);
   const chunks: Buffer[] = [];
   let closed = false;
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  let quiet: NodeJS.Timeout | undefined;
+  let settled: () => void = () => undefined;
+  const answered = new Promise<void>((resolve) => (settled = resolve));
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    const settle = options.settle;
+    if (settle === undefined) return;
+    clearTimeout(quiet);
+    if (parseResponses(Buffer.concat(chunks)).length >= settle.responses) quiet = setTimeout(settled, settle.quietMs);
+  });
   socket.on('error', () => undefined);
   const started = Date.now();
   const ended = new Promise<void>((resolve) => socket.once('close', () => {
@@ -53,8 +72,9 @@ export async function rawExchange(baseUrl: string, pieces: readonly Piece[], opt
     }
   })();
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([ended, new Promise<void>((resolve) => (timer = setTimeout(resolve, boundMs)))]);
+  await Promise.race([ended, answered, new Promise<void>((resolve) => (timer = setTimeout(resolve, boundMs)))]);
   clearTimeout(timer);
+  clearTimeout(quiet);
   const elapsedMs = Date.now() - started;
   socket.destroy();
   await writing;
