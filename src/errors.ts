@@ -7,6 +7,9 @@
 export const PROBLEM_TYPE_BASE = 'urn:idempotency-sidecar:problem:';
 
 export type ProblemCode =
+  | 'bad-request'
+  | 'headers-too-large'
+  | 'request-timeout'
   | 'key-required'
   | 'key-malformed'
   | 'body-too-large'
@@ -15,6 +18,7 @@ export type ProblemCode =
   | 'outcome-unknown'
   | 'lease-lost'
   | 'store-unavailable'
+  | 'store-full'
   | 'response-not-recorded'
   | 'upstream-unreachable'
   | 'upstream-timeout'
@@ -29,6 +33,9 @@ interface ProblemDefinition {
 }
 
 const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
+  'bad-request': { status: 400, title: 'Malformed HTTP request' },
+  'headers-too-large': { status: 431, title: 'Request header fields too large' },
+  'request-timeout': { status: 408, title: 'Request not received in time' },
   'key-required': { status: 400, title: 'Idempotency key required' },
   'key-malformed': { status: 400, title: 'Malformed idempotency key' },
   'body-too-large': { status: 413, title: 'Request body too large' },
@@ -37,6 +44,7 @@ const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
   'outcome-unknown': { status: 409, title: 'Outcome of the original request is unknown' },
   'lease-lost': { status: 409, title: 'This request lost its idempotency key while the upstream worked' },
   'store-unavailable': { status: 503, title: 'Idempotency record store unavailable' },
+  'store-full': { status: 503, title: 'Idempotency record store full' },
   'response-not-recorded': { status: 503, title: 'The upstream answered, but the response is not recorded yet' },
   'upstream-unreachable': { status: 502, title: 'Upstream unreachable' },
   'upstream-timeout': { status: 504, title: 'Upstream timed out' },
@@ -110,6 +118,20 @@ export class RecordUnreadableError extends Error {
     this.name = 'RecordUnreadableError';
     this.keyId = options.keyId;
     this.reason = options.reason;
+  }
+}
+
+/**
+ * The in-process record store holds as many records as it may (IDEMPOTENCY_MEMORY_STORE_MAX_RECORDS)
+ * and none has expired: a new key cannot be recorded. Evicting a live record instead would let its
+ * key run a second time, so the new key is refused (503) until records expire.
+ */
+export class StoreFullError extends Error {
+  readonly maxRecords: number;
+  constructor(maxRecords: number) {
+    super(`the in-process record store holds its maximum of ${maxRecords} live records`);
+    this.name = 'StoreFullError';
+    this.maxRecords = maxRecords;
   }
 }
 

@@ -58,7 +58,14 @@ function createBackends(config: Config, logger: Logger): Backends {
       'no Redis configured: records are kept in this process only; run ONE replica, or set IDEMPOTENCY_REDIS_URL so replicas share records',
     );
     // The schema refuses IDEMPOTENCY_REDLOCK_URLS without a Redis store: the claim is the lock.
-    const store = new MemoryRecordStore();
+    const store = new MemoryRecordStore({
+      maxRecords: config.memoryStoreMaxRecords,
+      onFull: (maxRecords) =>
+        logger.error(
+          { setting: 'IDEMPOTENCY_MEMORY_STORE_MAX_RECORDS', maxRecords },
+          'in-process record store full: new keys get 503 until records expire; raise IDEMPOTENCY_MEMORY_STORE_MAX_RECORDS, shorten IDEMPOTENCY_TTL, or set IDEMPOTENCY_REDIS_URL',
+        ),
+    });
     return { store, close: () => store.close() };
   }
   const client =
@@ -175,6 +182,11 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     tenantHeaders: config.tenantHeaders,
     tenantFrom: config.tenantFrom,
     ...(listenerTls === undefined ? {} : { tls: serverTlsOptions(listenerTls.pair) }),
+    limits: {
+      headersTimeoutMs: config.clientHeaderTimeoutMs,
+      requestTimeoutMs: config.clientRequestTimeoutMs,
+      maxHeaderSize: config.maxHeaderSize,
+    },
   });
   const tlsServer = proxy.server instanceof https.Server ? proxy.server : undefined;
   if (tlsServer !== undefined) {

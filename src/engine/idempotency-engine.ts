@@ -10,7 +10,7 @@
  *   4. store the response (fenced by the lock token), or release / hold the key.
  */
 import { randomUUID } from 'node:crypto';
-import { RecordUnreadableError, SidecarError, StoreUnavailableError } from '../errors';
+import { RecordUnreadableError, SidecarError, StoreFullError, StoreUnavailableError } from '../errors';
 import { channels, publish } from './events';
 import type {
   ClaimResult,
@@ -207,6 +207,7 @@ export class IdempotencyEngine {
       publish(channels.recordUnreadable, { scope: request.scope, error });
       return { kind: 'result', result: unreadable(error) };
     }
+    if (error instanceof StoreFullError) return { kind: 'result', result: storeFull(error) };
     if (!(error instanceof StoreUnavailableError)) throw error;
     publish(channels.storeError, { scope: request.scope, operation, error });
     return { kind: 'result', result: this.storeUnavailable(error) };
@@ -544,6 +545,22 @@ function unreadable(error: RecordUnreadableError): EngineResult {
     new SidecarError('record-unreadable', {
       detail:
         'A response is stored for this idempotency key, but the sidecar cannot decrypt it with its configured keys. The request was not forwarded and will not run again while the record lives; an operator must restore the key.',
+      cause: error,
+    }),
+  );
+}
+
+/**
+ * The store refused a new key for want of room. Always 503, even under
+ * IDEMPOTENCY_STORE_UNAVAILABLE=passthrough: the store is up, and forwarding unguarded would give
+ * up the guarantee for exactly the keys a flood pushes out.
+ */
+function storeFull(error: StoreFullError): EngineResult {
+  return problem(
+    'unavailable',
+    new SidecarError('store-full', {
+      detail: `The idempotency record store holds its maximum of ${error.maxRecords} records and cannot record a new key until some expire; the request was not forwarded. Retry later.`,
+      retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
       cause: error,
     }),
   );

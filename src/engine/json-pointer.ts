@@ -22,19 +22,40 @@ export function resolvePointer(document: unknown, pointer: string): unknown {
   return current;
 }
 
+export type BodyKeyLookup =
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'present'; readonly key: string }
+  | { readonly kind: 'invalid'; readonly reason: string };
+
+const ABSENT: BodyKeyLookup = { kind: 'absent' };
+
 /**
- * The key a JSON body holds at `pointer`: a string as is, a number in its JSON spelling; anything
- * else (absent, object, a body that is not JSON) counts as no key.
+ * The key a JSON body holds at `pointer`:
+ * - a string: the key as is (validated by the caller like a header's);
+ * - a whole number up to 2^53 - 1: its decimal spelling;
+ * - no key (the route's no-key rule applies): a body that is not JSON (binary, form data, empty),
+ *   a document where the pointer leads nowhere (a JSON array or scalar at the top, a missing
+ *   field), or `null`;
+ * - invalid (400): an object, an array, a boolean, or any other number. A number that is not a
+ *   safe integer cannot be spelled back exactly (12345678901234567891 reads as
+ *   12345678901234567000), so two different orders would share one key and the second would get
+ *   the first one's response; such a key must be sent as a string.
  */
-export function keyFromJsonBody(body: Buffer, pointer: string): string | undefined {
+export function keyFromJsonBody(body: Buffer, pointer: string): BodyKeyLookup {
   let document: unknown;
   try {
+    // V8's JSON.parse is not recursive, so deep nesting within the body limit cannot overflow the stack.
     document = JSON.parse(body.toString('utf8'));
   } catch {
-    return undefined;
+    return ABSENT;
   }
   const value = resolvePointer(document, pointer);
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-  return undefined;
+  if (value === undefined || value === null) return ABSENT;
+  if (typeof value === 'string') return { kind: 'present', key: value };
+  if (typeof value === 'number') {
+    if (Number.isSafeInteger(value)) return { kind: 'present', key: String(value) };
+    return { kind: 'invalid', reason: 'the field is a number that is not a whole number up to 2^53 - 1, so it cannot be used exactly; send it as a string' };
+  }
+  const what = Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+  return { kind: 'invalid', reason: `the field holds ${what}, not a string or a whole number` };
 }

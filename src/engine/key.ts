@@ -13,10 +13,25 @@ export type KeyParseResult =
 const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
 
 export function parseIdempotencyKey(headerValue: string): KeyParseResult {
-  const raw = headerValue.trim();
+  // Only optional whitespace (SP, HTAB) surrounds a field value. String.trim would also strip
+  // NBSP (0xA0, obs-text) and other Unicode spaces, turning a key with an odd byte into another key.
+  const raw = trimOws(headerValue);
   const unquoted = raw.startsWith('"') ? parseStructuredFieldString(raw) : { ok: true as const, key: raw };
   if (!unquoted.ok) return unquoted;
   return validateKey(unquoted.key);
+}
+
+/** Strips SP and HTAB at both ends; a loop, since a regex anchored at the end backtracks quadratically. */
+function trimOws(value: string): string {
+  let start = 0;
+  let end = value.length;
+  while (start < end && isOws(value.charCodeAt(start))) start++;
+  while (end > start && isOws(value.charCodeAt(end - 1))) end--;
+  return start === 0 && end === value.length ? value : value.slice(start, end);
+}
+
+function isOws(code: number): boolean {
+  return code === 0x20 || code === 0x09;
 }
 
 export function validateKey(key: string): KeyParseResult {

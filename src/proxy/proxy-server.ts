@@ -14,6 +14,7 @@ import { FingerprintBuilder } from '../engine/fingerprint';
 import type { EngineResult, IdempotencyEngine } from '../engine/idempotency-engine';
 import { keyFromJsonBody } from '../engine/json-pointer';
 import { parseIdempotencyKey, validateKey } from '../engine/key';
+import { answerClientError, serverOptions, type ClientLimits } from './client-limits';
 import { guardedChannel, requestChannel, type RequestEvent, type RequestOutcome } from './events';
 import { endToEndPairs } from './headers';
 import type { PassThrough } from './passthrough';
@@ -33,6 +34,7 @@ export interface ProxyServerDependencies {
   readonly tenantFrom?: TenantSource;
   /** Set: the listener speaks HTTPS with these options (serverTlsOptions); unset: plain HTTP. */
   readonly tls?: https.ServerOptions;
+  readonly limits: ClientLimits;
 }
 
 type KeyLookup =
@@ -60,8 +62,10 @@ export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
     pending.add(handling);
     void handling.finally(() => pending.delete(handling));
   };
-  // The same handler on both: what differs is the socket under the request, not the request.
-  const server = deps.tls === undefined ? http.createServer(handler) : https.createServer(deps.tls, handler);
+  // The same handler and limits on both: what differs is the socket under the request, not the request.
+  const options = serverOptions(deps.limits);
+  const server = deps.tls === undefined ? http.createServer(options, handler) : https.createServer({ ...options, ...deps.tls }, handler);
+  server.on('clientError', answerClientError(deps.limits));
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     deps.passThrough.upgrade(req, socket, head);
   });
@@ -94,6 +98,10 @@ async function handleRequest(
     sendProblem(res, error, { closeConnection: error.code === 'body-too-large' });
     report({ outcome, status: error.status, problem: error.code, ...extra });
   };
+
+  if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+    return refuse(new SidecarError('bad-request', { detail: 'An HTTP/1.1 request must carry a Host header; the request was not forwarded.' }), 'invalid');
+  }
 
   const route = deps.resolveRoute(method, path);
   if (!route.guarded) {
@@ -134,13 +142,14 @@ async function handleRequest(
 
   if (route.key.from === 'body') {
     const fromBody = keyFromJsonBody(body, route.key.pointer);
-    if (fromBody === undefined) {
+    if (fromBody.kind === 'absent') {
       if (route.requireKey) return refuse(missingKey(`the JSON body field ${route.key.pointer}`), 'invalid');
       deps.passThrough.web(req, res, body);
       report({ outcome: 'passthrough' });
       return;
     }
-    const checked = validateKey(fromBody);
+    if (fromBody.kind === 'invalid') return refuse(malformedKey(`body field ${route.key.pointer}`, fromBody.reason), 'invalid');
+    const checked = validateKey(fromBody.key);
     if (!checked.ok) return refuse(malformedKey(`body field ${route.key.pointer}`, checked.reason), 'invalid');
     key = checked.key;
   }

@@ -6,7 +6,7 @@
  */
 import type { ClaimRequest, ClaimResult, RecordStore, RecordWatch } from '../engine/ports';
 import type { IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
-import { StoreUnavailableError } from '../errors';
+import { StoreFullError, StoreUnavailableError } from '../errors';
 import { WatchRegistry } from './watch-registry';
 
 export interface MemoryRecordStoreOptions {
@@ -14,7 +14,22 @@ export interface MemoryRecordStoreOptions {
   readonly sweepIntervalMs?: number;
   /** Epoch milliseconds; default Date.now. */
   readonly now?: () => number;
+  /**
+   * Most records kept (IDEMPOTENCY_MEMORY_STORE_MAX_RECORDS); default 100000. A new key beyond it
+   * is refused with StoreFullError: a live record is never evicted, since its key would then run
+   * again.
+   */
+  readonly maxRecords?: number;
+  /**
+   * Called when the store starts refusing new keys: once per episode of being full, and at most
+   * once a minute, so that a store hovering at its limit does not flood the log.
+   */
+  readonly onFull?: (maxRecords: number) => void;
 }
+
+/** When full, expired records are swept out at most this often before a new key is refused. */
+const FULL_SWEEP_INTERVAL_MS = 1_000;
+const FULL_REPORT_INTERVAL_MS = 60_000;
 
 interface Entry {
   state: RecordState;
@@ -35,12 +50,25 @@ export class MemoryRecordStore implements RecordStore {
   private readonly sweeper: NodeJS.Timeout;
   private readonly watches = new WatchRegistry();
   private closed = false;
+  /** Records held, expired or not, across all keys and tenants. */
+  private size = 0;
+  private readonly maxRecords: number;
+  private readonly onFull: (maxRecords: number) => void;
+  private full = false;
+  private lastFullSweep = Number.NEGATIVE_INFINITY;
+  private lastFullReport = Number.NEGATIVE_INFINITY;
 
   constructor(options: MemoryRecordStoreOptions = {}) {
     const interval = options.sweepIntervalMs ?? 60_000;
     if (!Number.isFinite(interval) || interval <= 0) {
       throw new TypeError(`sweepIntervalMs must be a positive number (got ${String(interval)})`);
     }
+    const maxRecords = options.maxRecords ?? 100_000;
+    if (!Number.isSafeInteger(maxRecords) || maxRecords < 1) {
+      throw new TypeError(`maxRecords must be a whole number greater than 0 (got ${String(maxRecords)})`);
+    }
+    this.maxRecords = maxRecords;
+    this.onFull = options.onFull ?? (() => undefined);
     this.now = options.now ?? Date.now;
     this.sweeper = setInterval(() => this.sweep(), interval);
     // The sweep is housekeeping: it must not keep the process alive on shutdown.
@@ -145,6 +173,7 @@ export class MemoryRecordStore implements RecordStore {
     this.closed = true;
     clearInterval(this.sweeper);
     this.records.clear();
+    this.size = 0;
     // Waiters look again and meet the closed store at once, rather than at their fallback.
     this.watches.clear();
   }
@@ -154,12 +183,21 @@ export class MemoryRecordStore implements RecordStore {
     this.watches.notify(watchName(scope));
   }
 
+  /** How many records the store holds, expired ones not yet swept included. */
+  recordCount(): number {
+    return this.size;
+  }
+
   private create(scope: RecordScope, request: ClaimRequest, now: number): ClaimResult {
+    const replacing = this.records.get(scope.key)?.has(scope.tenant) === true;
+    // Before the lookup below: making room may sweep this key's map away.
+    if (!replacing) this.makeRoom(now);
     let tenants = this.records.get(scope.key);
     if (tenants === undefined) {
       tenants = new Map();
       this.records.set(scope.key, tenants);
     }
+    if (!replacing) this.size++;
     tenants.set(scope.tenant, {
       state: 'in_flight',
       fingerprint: request.fingerprint,
@@ -169,6 +207,32 @@ export class MemoryRecordStore implements RecordStore {
       leaseUntil: now + request.leaseMs,
     });
     return { claimed: true };
+  }
+
+  /**
+   * Throws StoreFullError when a new record would pass the limit even after expired records are
+   * dropped. The sweep walks every record, so under a flood of new keys it runs at most once per
+   * FULL_SWEEP_INTERVAL_MS rather than once per refused key.
+   */
+  private makeRoom(now: number): void {
+    if (this.size < this.maxRecords) {
+      this.full = false;
+      return;
+    }
+    if (now - this.lastFullSweep >= FULL_SWEEP_INTERVAL_MS) {
+      this.lastFullSweep = now;
+      this.sweep();
+      if (this.size < this.maxRecords) {
+        this.full = false;
+        return;
+      }
+    }
+    if (!this.full && now - this.lastFullReport >= FULL_REPORT_INTERVAL_MS) {
+      this.lastFullReport = now;
+      this.onFull(this.maxRecords);
+    }
+    this.full = true;
+    throw new StoreFullError(this.maxRecords);
   }
 
   /** The record unless it has expired; an expired one is deleted on the way (as Redis does). */
@@ -185,7 +249,7 @@ export class MemoryRecordStore implements RecordStore {
 
   private delete(scope: RecordScope): void {
     const tenants = this.records.get(scope.key);
-    tenants?.delete(scope.tenant);
+    if (tenants?.delete(scope.tenant) === true) this.size--;
     if (tenants?.size === 0) this.records.delete(scope.key);
   }
 
@@ -193,7 +257,7 @@ export class MemoryRecordStore implements RecordStore {
     const now = this.now();
     for (const [key, tenants] of this.records) {
       for (const [tenant, entry] of tenants) {
-        if (now > entry.expiresAt) tenants.delete(tenant);
+        if (now > entry.expiresAt && tenants.delete(tenant)) this.size--;
       }
       if (tenants.size === 0) this.records.delete(key);
     }

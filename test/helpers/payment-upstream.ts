@@ -69,7 +69,9 @@ export async function startPaymentUpstream(options: { port?: number } = {}): Pro
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://upstream.invalid');
     const path = url.pathname.replace(/^\/v\/[^/]+(?=\/)/, '');
-    const body = await readBody(req);
+    // A request whose client went away before its body ended was never received: not an execution.
+    const body = await readBody(req).catch(() => undefined);
+    if (body === undefined) return;
     const keyHeader = req.headers['idempotency-key'];
     executions.push({
       method: req.method ?? 'GET',

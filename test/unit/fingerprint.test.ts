@@ -52,15 +52,19 @@ describe('key from a JSON body', () => {
     ['/nested/a~1b/~0k', 'deep'],
     ['/items/0/id', 'i0'],
   ])('%s gives %j', (pointer, key) => {
-    expect(keyFromJsonBody(body, pointer)).toBe(key);
+    expect(keyFromJsonBody(body, pointer)).toEqual({ kind: 'present', key });
   });
 
-  test.each(['/missing', '/obj', '/items/01/id', '/items/5/id', 'order_id'])('%s gives no key', (pointer) => {
-    expect(keyFromJsonBody(body, pointer)).toBeUndefined();
+  test.each(['/missing', '/items/01/id', '/items/5/id', 'order_id'])('%s gives no key', (pointer) => {
+    expect(keyFromJsonBody(body, pointer)).toEqual({ kind: 'absent' });
   });
 
   test('a body that is not JSON gives no key', () => {
-    expect(keyFromJsonBody(Buffer.from('order_id=o-1'), '/order_id')).toBeUndefined();
+    expect(keyFromJsonBody(Buffer.from('order_id=o-1'), '/order_id')).toEqual({ kind: 'absent' });
+  });
+
+  test('a field that holds an object is an invalid key, not a missing one', () => {
+    expect(keyFromJsonBody(body, '/obj')).toEqual({ kind: 'invalid', reason: expect.stringMatching(/an object/) });
   });
 
   test('the empty pointer is the whole document', () => {
