@@ -1,7 +1,8 @@
 /**
- * Test certificates made with the `openssl` command: a throwaway CA and server certificates it
+ * Test certificates made with the `openssl` command: a throwaway CA, server certificates it
  * signs, valid for 127.0.0.1 and localhost, as cert-manager or a chart would issue them for the
- * webhook's Service. EC P-256 keys, so making them takes milliseconds.
+ * webhook's Service, and client certificates for mutual TLS. EC P-256 keys, so making them takes
+ * milliseconds.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,12 +48,21 @@ let serial = 1000;
  * apart by what a client sees.
  */
 export function issueServerCertificate(ca: CertificateAuthority, dir: string, name: string, commonName = name): ServerCertificate {
+  return issue(ca, dir, name, commonName, ['subjectAltName=IP:127.0.0.1,DNS:localhost', 'extendedKeyUsage=serverAuth']);
+}
+
+/**
+ * A client certificate (mutual TLS) signed by `ca`, written to `dir` as `<name>.crt` and
+ * `<name>.key`.
+ */
+export function issueClientCertificate(ca: CertificateAuthority, dir: string, name: string, commonName = name): ServerCertificate {
+  return issue(ca, dir, name, commonName, ['extendedKeyUsage=clientAuth']);
+}
+
+function issue(ca: CertificateAuthority, dir: string, name: string, commonName: string, usage: readonly string[]): ServerCertificate {
   fs.mkdirSync(dir, { recursive: true });
   const extensions = path.join(dir, `${name}.ext`);
-  fs.writeFileSync(
-    extensions,
-    ['subjectAltName=IP:127.0.0.1,DNS:localhost', 'basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth', ''].join('\n'),
-  );
+  fs.writeFileSync(extensions, [...usage, 'basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', ''].join('\n'));
   openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${commonName}`], dir);
   serial += 1;
   openssl(
