@@ -137,7 +137,17 @@ export function createRedisCluster(
   const clusterOptions: ClusterOptions = {
     // See connectionOptions: fail fast rather than queue (the cluster keeps its own queue).
     enableOfflineQueue: false,
-    redisOptions: { ...perNode, ...credentials(options), ...(options.tls === undefined ? {} : { tls: { ...options.tls } }) },
+    redisOptions: {
+      ...perNode,
+      ...credentials(options),
+      ...(options.tls === undefined ? {} : { tls: { ...options.tls } }),
+      // The Cluster's own ready check (CLUSTER INFO, cluster_state:ok) goes to a node as soon as
+      // the slot map is read, and without an offline queue it fails if that node is not ready
+      // yet: it is, when its connection skips the per-node INFO round trip. Otherwise a slower
+      // handshake (TLS) loses that race on every reconnect and the store never comes up. A node
+      // still loading answers LOADING, which fails the request fast, like any node error.
+      enableReadyCheck: false,
+    },
     // Never gives up on the seeds: the cluster is used again once it answers.
     clusterRetryStrategy: reconnectDelay,
     // A node that restarts without a slot change is reconnected, not left for a MOVED to reveal.

@@ -160,12 +160,14 @@ export interface DiagnosisLogger {
 
 /**
  * One line per configuration failure of one connection (the subscriber's errors reach the same
- * client's listeners): logged when it first shows, not again while it repeats, and once more
- * after the connection was ready in between. A recovery after a logged failure is logged too, so
- * an operator sees the fix took.
+ * client's listeners): logged when it first shows, not again while it repeats (nor when it
+ * alternates with another, as a Cluster's seed and node connections do), and once more after
+ * the connection was ready in between. A recovery after a logged failure is logged too, so an
+ * operator sees the fix took.
  */
 export class RedisErrorLog {
-  private last: string | undefined;
+  /** What was said since the connection was last ready. */
+  private readonly said = new Set<string>();
 
   constructor(
     private readonly logger: DiagnosisLogger,
@@ -179,8 +181,8 @@ export class RedisErrorLog {
 
   readonly error = (error: Error): void => {
     const diagnosis = diagnoseRedisError(error, this.settings);
-    if (diagnosis === undefined || diagnosis.message === this.last) return;
-    this.last = diagnosis.message;
+    if (diagnosis === undefined || this.said.has(diagnosis.message)) return;
+    this.said.add(diagnosis.message);
     this.logger.error(
       { connection: this.settings.role, problem: diagnosis.kind, settings: diagnosis.settings },
       diagnosis.message,
@@ -188,8 +190,8 @@ export class RedisErrorLog {
   };
 
   readonly ready = (): void => {
-    if (this.last === undefined) return;
-    this.last = undefined;
+    if (this.said.size === 0) return;
+    this.said.clear();
     this.logger.info({ connection: this.settings.role }, `Redis (${this.settings.role}) connected again`);
   };
 }

@@ -216,6 +216,8 @@ async function spawnServer(binary: string, port: number, tlsPort: number | undef
           '--tls-key-file', options.tls.keyFile,
           '--tls-ca-cert-file', options.tls.caFile,
           '--tls-auth-clients', options.tls.authClients === false ? 'no' : 'yes',
+          // A Cluster over TLS: CLUSTER SLOTS then names the TLS port, where clients must go.
+          ...(options.cluster === true ? ['--tls-cluster', 'yes'] : []),
         ]),
     // One `--user` per user: redis-server turns each `--name` and the words after it into one line.
     ...(options.users ?? []).flatMap((user) => ['--user', ...user.trim().split(/\s+/)]),

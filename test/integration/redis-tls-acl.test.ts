@@ -75,7 +75,8 @@ async function readiness(sidecar: SidecarProcess): Promise<number> {
 
 /** Waits until readiness answers `status`; the readiness probe itself takes up to the store timeout. */
 async function untilReady(sidecar: SidecarProcess, status: number): Promise<void> {
-  for (let attempt = 0; attempt < 100; attempt += 1) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
     if ((await readiness(sidecar)) === status) return;
     await sleep(100);
   }
@@ -349,3 +350,62 @@ describe('TLS files are read once at start', () => {
     expect(mismatched).toMatch(/^idempotency-sidecar: IDEMPOTENCY_REDIS_TLS_KEY_FILE: .* is not the key of the certificate in IDEMPOTENCY_REDIS_TLS_CERT_FILE/m);
   });
 });
+
+describe('a Redis Cluster over mutual TLS, as the ACL user of IDEMPOTENCY_REDIS_USERNAME/PASSWORD', () => {
+  let cluster: RedisHandle;
+
+  beforeAll(async () => {
+    const rule = `${documentedRule('idempotency-store', STORE_PASSWORD)} ${documentedClusterAddition()}`;
+    cluster = await startRedis({ cluster: true, tls: { certFile: server.certPath, keyFile: server.keyPath, caFile: ca.certPath }, users: [rule] });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  test('a first request executes, its retry replays, a reused key gets 422', async () => {
+    const sidecar = await sidecarWith(
+      tlsEnv({
+        IDEMPOTENCY_REDIS_CLUSTER_NODES: `127.0.0.1:${cluster.tlsPort ?? 0}`,
+        IDEMPOTENCY_REDIS_TLS: 'true',
+        IDEMPOTENCY_REDIS_USERNAME: 'idempotency-store',
+        IDEMPOTENCY_REDIS_PASSWORD: STORE_PASSWORD,
+      }),
+    );
+    await untilReady(sidecar, 200);
+    const key = freshKey('tls-cluster');
+    expect((await send(sidecar.url, '/payments', { key, body: '{"n":1}' })).status).toBe(201);
+    expect((await send(sidecar.url, '/payments', { key, body: '{"n":1}' })).header('idempotent-replayed')).toBe('true');
+    expect((await send(sidecar.url, '/payments', { key, body: '{"n":2}' })).status).toBe(422);
+    expect(upstream.countKey(key)).toBe(1);
+    expectNoPermissionProblems(sidecar);
+    expect(await sidecar.stop()).toBe(0);
+  });
+
+  test('a wrong password: WRONGPASS, naming IDEMPOTENCY_REDIS_PASSWORD, and not ready', async () => {
+    const sidecar = await sidecarWith(
+      tlsEnv({
+        IDEMPOTENCY_REDIS_CLUSTER_NODES: `127.0.0.1:${cluster.tlsPort ?? 0}`,
+        IDEMPOTENCY_REDIS_TLS: 'true',
+        IDEMPOTENCY_REDIS_USERNAME: 'idempotency-store',
+        IDEMPOTENCY_REDIS_PASSWORD: 'not-the-cluster-password',
+      }),
+    );
+    expect(await readiness(sidecar)).toBe(503);
+    const lines = await diagnosisAfterRetries(sidecar);
+    // The Cluster's seed and node connections fail in turn: each problem is still said once.
+    const wrongPass = lines.filter((line) => /WRONGPASS/.test(String(line['msg'])));
+    expect(wrongPass).toHaveLength(1);
+    expect(wrongPass[0]?.['settings']).toEqual(['IDEMPOTENCY_REDIS_USERNAME', 'IDEMPOTENCY_REDIS_PASSWORD']);
+    expect(new Set(lines.map((line) => line['msg'])).size).toBe(lines.length);
+    expect(sidecar.output()).not.toContain('not-the-cluster-password');
+    expect(await sidecar.stop()).toBe(0);
+  });
+});
+
+/** What config/example.yaml says a Cluster user needs on top of the store's rule. */
+function documentedClusterAddition(): string {
+  const example = fs.readFileSync(path.join(__dirname, '..', '..', 'config', 'example.yaml'), 'utf8');
+  const addition = /On a Redis Cluster, add ((?:\+\S+ ?)+)/.exec(example)?.[1]?.trim();
+  if (addition === undefined) throw new Error('config/example.yaml documents no Cluster addition to the store rule');
+  return addition;
+}
