@@ -63,8 +63,9 @@ function rootCause(error: Error): Error {
   let current = error;
   for (let depth = 0; depth < 5; depth += 1) {
     const inner: unknown = Reflect.get(current, 'lastNodeError') ?? current.cause;
-    if (!(inner instanceof Error)) break;
-    current = inner;
+    // Duck-typed: errors made in another realm (a VM context) are not instances of this Error.
+    if (typeof inner !== 'object' || inner === null || typeof Reflect.get(inner, 'message') !== 'string') break;
+    current = inner as Error;
   }
   return current;
 }

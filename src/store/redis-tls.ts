@@ -28,8 +28,12 @@ export type RedisTlsOptions = Readonly<Pick<ConnectionOptions, 'ca' | 'cert' | '
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
+/** An errno code (ENOENT, EACCES) says it all; otherwise the error's message. */
 function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  const code: unknown = typeof error === 'object' && error !== null ? Reflect.get(error, 'code') : undefined;
+  if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) return code;
+  const message: unknown = typeof error === 'object' && error !== null ? Reflect.get(error, 'message') : undefined;
+  return typeof message === 'string' ? message : String(error);
 }
 
 /** The certificates of a PEM bundle, each parsed; a problem when there is none or one is broken. */
