@@ -22,7 +22,9 @@ import { UpstreamClient } from './proxy/upstream-client';
 import { EncryptingRecordStore } from './store/encrypting-store';
 import { lockResource } from './store/keys';
 import { MemoryRecordStore } from './store/memory-store';
-import { createRedisClient, createRedisCluster } from './store/redis-connection';
+import { createRedisClient, createRedisCluster, isTlsUrl, type RedisClient } from './store/redis-connection';
+import { type ConnectionSettings, RedisErrorLog } from './store/redis-diagnosis';
+import { hasRedisTlsFiles, loadRedisTls } from './store/redis-tls';
 import { RedisRecordStore } from './store/redis-store';
 import { RedlockLockProvider } from './store/redlock-provider';
 import { ResponseCipher } from './store/response-cipher';
@@ -68,10 +70,22 @@ function createBackends(config: Config, logger: Logger): Backends {
     });
     return { store, close: () => store.close() };
   }
-  const client =
-    config.redisClusterNodes !== undefined
-      ? createRedisCluster(config.redisClusterNodes, { ...connectionOptions, name: 'store' })
-      : createRedisClient(config.redisUrl as string, { ...connectionOptions, name: 'store' });
+  // Read once, now: a file that is not PEM stops the start with exit 2 (ConfigError).
+  const tls = loadRedisTls(config);
+  warnUnusedTlsFiles(config, logger);
+  const cluster = config.redisClusterNodes !== undefined;
+  const storeLog = new RedisErrorLog(logger, connectionSettings('record store', cluster ? 'redisClusterNodes' : 'redisUrl', cluster));
+  const client: RedisClient = cluster
+    ? createRedisCluster(config.redisClusterNodes as readonly string[], {
+        ...connectionOptions,
+        name: 'store',
+        onError: storeLog.error,
+        ...(config.redisTls ? { tls } : {}),
+        ...(config.redisUsername === undefined ? {} : { username: config.redisUsername }),
+        ...(config.redisPassword === undefined ? {} : { password: config.redisPassword }),
+      })
+    : createRedisClient(config.redisUrl as string, { ...connectionOptions, name: 'store', onError: storeLog.error, tls });
+  storeLog.attach(client);
   const store = new RedisRecordStore(client, connectionOptions);
   if (config.redlockUrls === undefined) {
     // One store: its atomic claim takes the key with a token and a lease, which is what a
@@ -79,7 +93,12 @@ function createBackends(config: Config, logger: Logger): Backends {
     return { store, close: () => store.close() };
   }
   const locks = new RedlockLockProvider(
-    config.redlockUrls.map((url, i) => createRedisClient(url, { ...connectionOptions, name: `lock-${i}` })),
+    config.redlockUrls.map((url, i) => {
+      const log = new RedisErrorLog(logger, connectionSettings(`lock server ${i + 1}`, 'redlockUrls', false));
+      const lockClient = createRedisClient(url, { ...connectionOptions, name: `lock-${i}`, onError: log.error, tls });
+      log.attach(lockClient);
+      return lockClient;
+    }),
     connectionOptions,
   );
   return {
@@ -121,6 +140,31 @@ function readListenerTls(config: Config): ListenerTls | undefined {
     throw new ConfigError(read.problems.map((p) => `${settingOf(p)}: ${p.message}`));
   }
   return { paths, pair: read.pair };
+}
+
+/** The settings a Redis connection's failures point at (redis-diagnosis.ts). */
+function connectionSettings(role: string, address: string, nodes: boolean): ConnectionSettings {
+  return {
+    role,
+    address: envName(address),
+    // A URL carries its own user and password; Cluster nodes take the node settings.
+    credentials: nodes ? [envName('redisUsername'), envName('redisPassword')] : [envName(address)],
+    caFile: envName('redisTlsCaFile'),
+    certFile: envName('redisTlsCertFile'),
+    keyFile: envName('redisTlsKeyFile'),
+  };
+}
+
+/** TLS files that no connection uses are a mistake worth a line: a redis:// URL meant rediss://. */
+function warnUnusedTlsFiles(config: Config, logger: Logger): void {
+  if (!hasRedisTlsFiles(config)) return;
+  const urls = [...(config.redisUrl === undefined ? [] : [config.redisUrl]), ...(config.redlockUrls ?? [])];
+  const anyTls = urls.some(isTlsUrl) || (config.redisClusterNodes !== undefined && config.redisTls);
+  if (anyTls) return;
+  logger.warn(
+    { settings: [envName('redisTlsCaFile'), envName('redisTlsCertFile'), envName('redisTlsKeyFile')] },
+    `the Redis TLS files are set but no Redis connection uses TLS: use rediss:// URLs (or ${envName('redisTls')}=true for a Cluster), or unset the files`,
+  );
 }
 
 /** A listener that cannot bind is a configuration problem: name the setting, like validation does. */

@@ -9,6 +9,7 @@
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
 import { StoreUnavailableError } from '../errors';
+import type { RedisTlsOptions } from './redis-tls';
 
 export type RedisClient = Redis | Cluster;
 
@@ -23,6 +24,30 @@ export interface RedisConnectionOptions {
    * report an outage, so the default drops them; the composition root may log them instead.
    */
   readonly onError?: (error: Error) => void;
+  /**
+   * CA, client certificate and key (redis-tls.ts) for a connection that uses TLS. Whether one
+   * does is not decided here: createRedisClient uses TLS for a `rediss:` URL only, and
+   * createRedisCluster for every node when this is given (IDEMPOTENCY_REDIS_TLS).
+   */
+  readonly tls?: RedisTlsOptions;
+}
+
+/** The ACL user of nodes that have no URL to carry one (Cluster, and Sentinel-managed nodes). */
+export interface NodeCredentials {
+  readonly username?: string;
+  readonly password?: string;
+}
+
+function credentials(options: NodeCredentials): Pick<RedisOptions, 'username' | 'password'> {
+  return {
+    ...(options.username === undefined ? {} : { username: options.username }),
+    ...(options.password === undefined ? {} : { password: options.password }),
+  };
+}
+
+/** True for a `rediss:` URL: ioredis speaks TLS to it. */
+export function isTlsUrl(url: string): boolean {
+  return /^rediss:/i.test(url);
 }
 
 /** Reconnect delay: grows 100 ms per attempt up to 2 s, and never gives up. */
@@ -73,9 +98,13 @@ function connectionOptions(options: RedisConnectionOptions): RedisOptions {
 
 function listen(client: RedisClient, options: RedisConnectionOptions): void {
   const onError = options.onError ?? (() => undefined);
-  client.on('error', (error: unknown) => {
+  const forward = (error: unknown): void => {
     onError(error instanceof Error ? error : new Error(String(error)));
-  });
+  };
+  client.on('error', forward);
+  // A Cluster emits 'error' only when no node answers; one node's failure (its TLS handshake,
+  // its password) comes as 'node error'.
+  if (client instanceof Cluster) client.on('node error', forward);
 }
 
 /**
@@ -86,6 +115,8 @@ export function createRedisClient(url: string, options: RedisConnectionOptions):
   checkOptions(options);
   const client = new Redis(url, {
     ...connectionOptions(options),
+    // Given with a plain redis:// URL, the files would turn it into TLS: the URL decides.
+    ...(options.tls !== undefined && isTlsUrl(url) ? { tls: { ...options.tls } } : {}),
     // Never returns null: a Redis that comes back is used again without restarting the sidecar.
     retryStrategy: reconnectDelay,
   });
@@ -93,17 +124,30 @@ export function createRedisClient(url: string, options: RedisConnectionOptions):
   return client;
 }
 
-/** A client of a Redis Cluster, from `host:port` seeds. Never throws when the cluster is down. */
+/**
+ * A client of a Redis Cluster, from `host:port` seeds. Never throws when the cluster is down.
+ * Every node, seed or discovered, gets the same user, password and TLS options.
+ */
 export function createRedisCluster(
   nodes: readonly (string | ClusterNode)[],
-  options: RedisConnectionOptions & { readonly tls?: boolean },
+  options: RedisConnectionOptions & NodeCredentials,
 ): Cluster {
   checkOptions(options);
   const { enableOfflineQueue: _setBelow, ...perNode } = connectionOptions(options);
   const clusterOptions: ClusterOptions = {
     // See connectionOptions: fail fast rather than queue (the cluster keeps its own queue).
     enableOfflineQueue: false,
-    redisOptions: { ...perNode, ...(options.tls === true ? { tls: {} } : {}) },
+    redisOptions: {
+      ...perNode,
+      ...credentials(options),
+      ...(options.tls === undefined ? {} : { tls: { ...options.tls } }),
+      // The Cluster's own ready check (CLUSTER INFO, cluster_state:ok) goes to a node as soon as
+      // the slot map is read, and without an offline queue it fails if that node is not ready
+      // yet: it is, when its connection skips the per-node INFO round trip. Otherwise a slower
+      // handshake (TLS) loses that race on every reconnect and the store never comes up. A node
+      // still loading answers LOADING, which fails the request fast, like any node error.
+      enableReadyCheck: false,
+    },
     // Never gives up on the seeds: the cluster is used again once it answers.
     clusterRetryStrategy: reconnectDelay,
     // A node that restarts without a slot change is reconnected, not left for a MOVED to reveal.

@@ -38,10 +38,33 @@ export interface StartRedisOptions {
    * per start, removed when the server stops (a restarted server comes back empty).
    */
   readonly dataDir?: string;
+  /**
+   * A TLS port too (the plain port stays, for the helper's own PING and a test's set-up), on a
+   * free port kept across restart(). Process variant only.
+   */
+  readonly tls?: RedisTlsServerOptions;
+  /**
+   * ACL users, each a `user` line of redis.conf without the word `user`
+   * (`sidecar on >secret ~idem:* +ping`). The default user stays as it is. Process variant only.
+   */
+  readonly users?: readonly string[];
+}
+
+export interface RedisTlsServerOptions {
+  /** PEM certificate and key the server presents. */
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** PEM CA that client certificates must be signed by. */
+  readonly caFile: string;
+  /** `tls-auth-clients`: true (the default) requires a client certificate. */
+  readonly authClients?: boolean;
 }
 
 export interface RedisHandle {
   readonly url: string;
+  /** `rediss://127.0.0.1:<tlsPort>`, when started with `tls`. */
+  readonly tlsUrl?: string;
+  readonly tlsPort?: number;
   readonly host: string;
   readonly port: number;
   /** `process` (a local redis-server) or `container` (Docker, via testcontainers). */
@@ -74,8 +97,8 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   }
   const binary = findRedisServer();
   if (binary !== undefined) return startProcess(binary, options);
-  if (options.appendOnly === true || options.dataDir !== undefined) {
-    throw new Error(`startRedis: appendOnly and dataDir need a local redis-server process. ${NO_REDIS_MESSAGE}`);
+  if (options.appendOnly === true || options.dataDir !== undefined || options.tls !== undefined || options.users !== undefined) {
+    throw new Error(`startRedis: appendOnly, dataDir, tls and users need a local redis-server process. ${NO_REDIS_MESSAGE}`);
   }
   return startContainer(options);
 }
@@ -123,12 +146,14 @@ interface Running {
 async function startProcess(binary: string, options: StartRedisOptions): Promise<RedisHandle> {
   installExitHook();
   let port = 0;
+  let tlsPort: number | undefined;
   let current: Running | undefined;
   // A free port may be taken between asking and binding: try a few.
   for (let attempt = 1; current === undefined; attempt += 1) {
     port = await freePort();
+    tlsPort = options.tls === undefined ? undefined : await freePort();
     try {
-      current = await spawnServer(binary, port, options);
+      current = await spawnServer(binary, port, tlsPort, options);
     } catch (error) {
       if (attempt >= 3) throw error;
     }
@@ -150,6 +175,7 @@ async function startProcess(binary: string, options: StartRedisOptions): Promise
 
   return {
     url: `redis://${HOST}:${port}`,
+    ...(tlsPort === undefined ? {} : { tlsUrl: `rediss://${HOST}:${tlsPort}`, tlsPort }),
     host: HOST,
     port,
     kind: 'process',
@@ -159,12 +185,12 @@ async function startProcess(binary: string, options: StartRedisOptions): Promise
     resume: () => signal('SIGCONT'),
     restart: async () => {
       await end('SIGTERM');
-      current = await spawnServer(binary, port, options);
+      current = await spawnServer(binary, port, tlsPort, options);
     },
   };
 }
 
-async function spawnServer(binary: string, port: number, options: StartRedisOptions): Promise<Running> {
+async function spawnServer(binary: string, port: number, tlsPort: number | undefined, options: StartRedisOptions): Promise<Running> {
   // A fresh directory per start: a restarted server comes back empty, as without persistence.
   // A caller's directory is reused as is, and stays.
   const ownedByCaller = options.dataDir !== undefined;
@@ -182,6 +208,19 @@ async function spawnServer(binary: string, port: number, options: StartRedisOpti
       ? // A lone node reports an empty address in CLUSTER SLOTS, which clients skip: announce one.
         ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', HOST]
       : []),
+    ...(options.tls === undefined || tlsPort === undefined
+      ? []
+      : [
+          '--tls-port', String(tlsPort),
+          '--tls-cert-file', options.tls.certFile,
+          '--tls-key-file', options.tls.keyFile,
+          '--tls-ca-cert-file', options.tls.caFile,
+          '--tls-auth-clients', options.tls.authClients === false ? 'no' : 'yes',
+          // A Cluster over TLS: CLUSTER SLOTS then names the TLS port, where clients must go.
+          ...(options.cluster === true ? ['--tls-cluster', 'yes'] : []),
+        ]),
+    // One `--user` per user: redis-server turns each `--name` and the words after it into one line.
+    ...(options.users ?? []).flatMap((user) => ['--user', ...user.trim().split(/\s+/)]),
   ];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) {

@@ -59,9 +59,9 @@ export function issueServerCertificate(ca: CertificateAuthority, dir: string, na
 /**
  * A client certificate for mutual TLS signed by `ca`, with the subject given in openssl's form
  * (`/O=acme/CN=billing`), written to `dir` as `<name>.crt` and `<name>.key`. Two CAs may issue the
- * same subject: that is what a test of issuer-scoped tenants needs.
+ * same subject: that is what a test of issuer-scoped tenants needs. Default subject: `/CN=<name>`.
  */
-export function issueClientCertificate(ca: CertificateAuthority, dir: string, name: string, subject: string): ServerCertificate {
+export function issueClientCertificate(ca: CertificateAuthority, dir: string, name: string, subject = `/CN=${name}`): ServerCertificate {
   return issue(ca, dir, name, subject, ['basicConstraints=CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=clientAuth']);
 }
 
