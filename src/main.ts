@@ -17,7 +17,13 @@ import { createProxyServer } from './proxy/proxy-server';
 import { UpstreamClient } from './proxy/upstream-client';
 import { lockResource } from './store/keys';
 import { MemoryRecordStore } from './store/memory-store';
-import { createRedisClient, createRedisCluster } from './store/redis-connection';
+import {
+  createRedisClient,
+  createRedisCluster,
+  createRedisSentinel,
+  type RedisClient,
+  type RedisConnectionOptions,
+} from './store/redis-connection';
 import { RedisRecordStore } from './store/redis-store';
 import { RedlockLockProvider } from './store/redlock-provider';
 
@@ -35,9 +41,27 @@ interface Backends {
   readonly close: () => Promise<void>;
 }
 
+/** The record store's client: a Cluster, a Sentinel-managed master, or one Redis (the schema allows one). */
+function createStoreClient(config: Config, options: RedisConnectionOptions): RedisClient {
+  if (config.redisClusterNodes !== undefined) return createRedisCluster(config.redisClusterNodes, options);
+  if (config.redisSentinels !== undefined && config.redisSentinelMaster !== undefined) {
+    return createRedisSentinel(
+      {
+        sentinels: config.redisSentinels,
+        masterName: config.redisSentinelMaster,
+        ...(config.redisUsername === undefined ? {} : { username: config.redisUsername }),
+        ...(config.redisPassword === undefined ? {} : { password: config.redisPassword }),
+        ...(config.redisTls ? { tls: {} } : {}),
+      },
+      options,
+    );
+  }
+  return createRedisClient(config.redisUrl as string, options);
+}
+
 function createBackends(config: Config, logger: Logger): Backends {
   const connectionOptions = { storeTimeoutMs: config.storeTimeoutMs };
-  if (config.redisUrl === undefined && config.redisClusterNodes === undefined) {
+  if (config.redisUrl === undefined && config.redisClusterNodes === undefined && config.redisSentinels === undefined) {
     logger.warn(
       { setting: 'IDEMPOTENCY_REDIS_URL' },
       'no Redis configured: records are kept in this process only; run ONE replica, or set IDEMPOTENCY_REDIS_URL so replicas share records',
@@ -46,11 +70,12 @@ function createBackends(config: Config, logger: Logger): Backends {
     const store = new MemoryRecordStore();
     return { store, close: () => store.close() };
   }
-  const client =
-    config.redisClusterNodes !== undefined
-      ? createRedisCluster(config.redisClusterNodes, { ...connectionOptions, name: 'store' })
-      : createRedisClient(config.redisUrl as string, { ...connectionOptions, name: 'store' });
-  const store = new RedisRecordStore(client, connectionOptions);
+  const client = createStoreClient(config, { ...connectionOptions, name: 'store' });
+  const store = new RedisRecordStore(client, {
+    ...connectionOptions,
+    waitReplicas: config.redisWaitReplicas,
+    waitTimeoutMs: config.redisWaitTimeoutMs,
+  });
   if (config.redlockUrls === undefined) {
     // One store: its atomic claim takes the key with a token and a lease, which is what a
     // one-instance Redlock would do with SET NX, so a separate lock would only cost round trips.

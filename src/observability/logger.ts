@@ -9,6 +9,7 @@ import pino, { type Logger } from 'pino';
 import type { LogLevel } from '../config/settings';
 import { channels, type FencedCompletionEvent, type LeaseLostEvent, type StoreErrorEvent, type UnknownOutcomeEvent } from '../engine/events';
 import { requestChannel, type RequestEvent } from '../proxy/events';
+import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../store/replica-ack';
 
 export type { Logger };
 
@@ -96,8 +97,23 @@ export function logEvents(logger: Logger): () => void {
     const event = message as FencedCompletionEvent;
     logger.error({ tenant: event.scope.tenant, keyHash: keyHash(event.scope.key), status: event.status }, 'response not stored: another owner holds the key (lease expired during the upstream call)');
   };
+  const onReplicaAckShort = (message: unknown): void => {
+    const event = message as ReplicaAckShortEvent;
+    logger.warn(
+      {
+        tenant: event.scope.tenant,
+        keyHash: keyHash(event.scope.key),
+        operation: event.operation,
+        wanted: event.wanted,
+        acknowledged: event.acknowledged,
+        timeoutMs: event.timeoutMs,
+      },
+      'replicas did not acknowledge the write in time (IDEMPOTENCY_REDIS_WAIT_REPLICAS): a failover could lose it, so it is not acted on; check the replicas and their link to the master',
+    );
+  };
   const subscriptions: [diagnosticsChannel.Channel, (message: unknown) => void][] = [
     [requestChannel, onRequest],
+    [replicaAckShortChannel, onReplicaAckShort],
     [channels.unknownOutcome, onUnknown],
     [channels.leaseLost, onLeaseLost],
     [channels.storeError, onStoreError],
