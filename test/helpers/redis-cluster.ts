@@ -35,6 +35,10 @@ export interface RedisClusterHandle {
   readonly seeds: string;
   /** The node that is master of `slot` now, as the live nodes see it. */
   masterOfSlot(slot: number): Promise<ClusterNodeHandle>;
+  /** The nodes that replicate the master on `masterPort`, as the live nodes see it. */
+  replicasOf(masterPort: number): Promise<ClusterNodeHandle[]>;
+  /** The slot of a key name (CLUSTER KEYSLOT). */
+  slotOf(keyName: string): Promise<number>;
   /** Resolves once a node other than `formerPort` is master of `slot` and the cluster is ok. */
   waitForNewMaster(slot: number, formerPort: number, timeoutMs?: number): Promise<ClusterNodeHandle>;
   /** Resolves once every live node says cluster_state:ok and every master has a synced replica. */
@@ -100,6 +104,21 @@ export async function startRedisCluster(): Promise<RedisClusterHandle> {
     throw new Error(`no live node knows the master of slot ${slot}`);
   };
 
+  const replicasOf = async (masterPort: number): Promise<ClusterNodeHandle[]> => {
+    const [node] = await live();
+    if (node === undefined) throw new Error('no cluster node answers');
+    const lines = (await redisCli(node.port, 'CLUSTER', 'NODES')).split('\n').map((line) => line.trim().split(' '));
+    const masterId = lines.find((fields) => Number(/:(\d+)/.exec(fields[1] ?? '')?.[1]) === masterPort)?.[0];
+    const ports = lines.filter((fields) => masterId !== undefined && fields[3] === masterId).map((fields) => Number(/:(\d+)/.exec(fields[1] ?? '')?.[1]));
+    return nodes.filter((n) => ports.includes(n.port));
+  };
+
+  const slotOf = async (keyName: string): Promise<number> => {
+    const [node] = await live();
+    if (node === undefined) throw new Error('no cluster node answers');
+    return Number(await redisCli(node.port, 'CLUSTER', 'KEYSLOT', keyName));
+  };
+
   const waitHealthy = async (timeoutMs = READY_TIMEOUT_MS): Promise<void> => {
     await until(timeoutMs, 'the cluster to be ok with every master replicated', async () => {
       const answering = await live();
@@ -145,6 +164,8 @@ export async function startRedisCluster(): Promise<RedisClusterHandle> {
     nodes,
     seeds: nodes.map((n) => `${n.host}:${n.port}`).join(','),
     masterOfSlot,
+    replicasOf,
+    slotOf,
     waitForNewMaster,
     waitHealthy,
     stop: async () => {
