@@ -87,7 +87,7 @@ export class SidecarMetrics {
 
   readonly replicaAckShort = new client.Counter({
     name: 'idempotency_replica_ack_short_total',
-    help: 'Claims and completions that fewer replicas acknowledged than IDEMPOTENCY_REDIS_WAIT_REPLICAS asks, within the wait timeout (by operation); each one was answered 503 or retried.',
+    help: 'Claims, completions and releases that fewer replicas acknowledged than IDEMPOTENCY_REDIS_WAIT_REPLICAS asks, within the wait timeout (by operation); each one was answered 503 or retried.',
     labelNames: ['operation'] as const,
     registers: [this.registry],
   });

@@ -153,7 +153,7 @@ export class RedisRecordStore implements RecordStore {
 
   async release(scope: RecordScope, token: string): Promise<boolean> {
     const names = this.keys.names(scope);
-    return isOne(await this.script('release', 'idemRelease', [names.record, names.index], [token, scope.tenant, names.channel]));
+    return isOne(await this.settlingScript(scope, 'release', 'idemRelease', [names.record, names.index], [token, scope.tenant, names.channel]));
   }
 
   async listByKey(key: string): Promise<TenantRecord[]> {
@@ -210,12 +210,15 @@ export class RedisRecordStore implements RecordStore {
   }
 
   /**
-   * A claim or a completion: the two writes a client's answer rests on (a lost claim can mean a
-   * second execution, a lost completion a lost response). With replica acknowledgement on, the
-   * script and its WAIT go out together; otherwise the script alone, as every other transition.
-   * Releases, marks and renewals are not waited for: losing one in a failover leaves the record in
-   * flight, which its lease turns unknown (or its owner settles again), never a second execution.
-   * Replies are Buffers either way (a claim's reply may carry a body).
+   * A claim, a completion or a release. A claim and a completion are the writes a client's answer
+   * rests on (a lost claim can mean a second execution, a lost completion a lost response). A
+   * release is waited for too: a lost one (often the undo of a claim that failed) would bring the
+   * claim back after a failover, with nobody working on it, and its key would end held as unknown
+   * though the upstream never saw it. With replica acknowledgement on, the script and its WAIT go
+   * out together; otherwise the script alone, as every other transition. Marks and renewals are
+   * not waited for: losing one leaves the record in flight, which its lease turns unknown (or its
+   * owner settles again), never a second execution. Replies are Buffers either way (a claim's reply
+   * may carry a body).
    */
   private settlingScript(scope: RecordScope, what: string, name: ScriptName, keys: string[], args: RedisArgument[]): Promise<unknown> {
     const ack = this.replicaAck;

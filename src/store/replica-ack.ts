@@ -1,7 +1,7 @@
 /**
  * Replica acknowledgement (IDEMPOTENCY_REDIS_WAIT_REPLICAS): a script and a `WAIT n timeout` sent
- * in one pipeline to the node that owns the script's keys, so that the sidecar acts on a claim or
- * a stored response only once that many replicas have it.
+ * in one pipeline to the node that owns the script's keys, so that the sidecar acts on a claim, a
+ * stored response or a release only once that many replicas have it.
  *
  * Redis replicates asynchronously: a master acknowledges a write before any replica has it, and a
  * failover promotes a replica that may lack the last writes. WAIT blocks the connection until the
@@ -25,7 +25,7 @@ import type { RedisClient } from './redis-connection';
 /** A write that fewer replicas acknowledged than required, within the wait timeout. */
 export interface ReplicaAckShortEvent {
   readonly scope: RecordScope;
-  /** The store operation: `claim` or `complete`. */
+  /** The store operation: `claim`, `complete` or `release`. */
   readonly operation: string;
   readonly wanted: number;
   readonly acknowledged: number;

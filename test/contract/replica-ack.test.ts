@@ -82,7 +82,7 @@ describe('replica acknowledgement on a master with one replica', () => {
     expect(again.record.token).toBe('t1');
   });
 
-  test('a replica that does not acknowledge: the claim fails, landed on the master, and is reported', async () => {
+  test('a replica that does not acknowledge: claim, completion and release fail, landed on the master, and are reported', async () => {
     const store = await storeWith(1);
     const scope = newScope();
     const seen = shortAcks();
@@ -94,9 +94,13 @@ describe('replica acknowledgement on a master with one replica', () => {
       // The master ran it: this is why the engine undoes a failed claim with a fenced release.
       expect((await store.read(scope))?.state).toBe('in_flight');
       await expect(store.complete(scope, 't1', RESPONSE, 60_000)).rejects.toBeInstanceOf(ReplicasNotAcknowledgedError);
-      expect(seen.events.filter((e) => e.scope.key === scope.key)).toEqual([
+      const released = newScope();
+      await redisCli(master.port, 'HSET', recordKey(released), 'state', 'in_flight', 'token', 't9');
+      await expect(store.release(released, 't9')).rejects.toBeInstanceOf(ReplicasNotAcknowledgedError);
+      expect(seen.events.filter((e) => e.scope.key === scope.key || e.scope.key === released.key)).toEqual([
         { scope, operation: 'claim', wanted: 1, acknowledged: 0, timeoutMs: WAIT_TIMEOUT_MS },
         { scope, operation: 'complete', wanted: 1, acknowledged: 0, timeoutMs: WAIT_TIMEOUT_MS },
+        { scope: released, operation: 'release', wanted: 1, acknowledged: 0, timeoutMs: WAIT_TIMEOUT_MS },
       ]);
     } finally {
       replica.resume();
