@@ -22,7 +22,14 @@ import { UpstreamClient } from './proxy/upstream-client';
 import { EncryptingRecordStore } from './store/encrypting-store';
 import { lockResource } from './store/keys';
 import { MemoryRecordStore } from './store/memory-store';
-import { createRedisClient, createRedisCluster, isTlsUrl, type RedisClient } from './store/redis-connection';
+import {
+  createRedisClient,
+  createRedisCluster,
+  createRedisSentinel,
+  isTlsUrl,
+  type RedisClient,
+  type RedisConnectionOptions,
+} from './store/redis-connection';
 import { type ConnectionSettings, RedisErrorLog } from './store/redis-diagnosis';
 import { hasRedisTlsFiles, loadRedisTls } from './store/redis-tls';
 import { RedisRecordStore } from './store/redis-store';
@@ -52,9 +59,44 @@ interface Backends {
   readonly close: () => Promise<void>;
 }
 
+/** The record store's client: a Cluster, a Sentinel-managed master, or one Redis (the schema allows one). */
+/**
+ * The record store's client: a Cluster, a Sentinel-managed master or one Redis by URL. `tls` (the
+ * CA and client certificate files) applies to Cluster and Sentinel nodes when redisTls is set, and
+ * to a URL when it says rediss://.
+ */
+function createStoreClient(config: Config, options: RedisConnectionOptions, tls: RedisConnectionOptions['tls']): RedisClient {
+  const nodeCredentials = {
+    ...(config.redisUsername === undefined ? {} : { username: config.redisUsername }),
+    ...(config.redisPassword === undefined ? {} : { password: config.redisPassword }),
+  };
+  if (config.redisClusterNodes !== undefined) {
+    return createRedisCluster(config.redisClusterNodes, { ...options, ...(config.redisTls ? { tls } : {}), ...nodeCredentials });
+  }
+  if (config.redisSentinels !== undefined && config.redisSentinelMaster !== undefined) {
+    return createRedisSentinel(
+      {
+        sentinels: config.redisSentinels,
+        masterName: config.redisSentinelMaster,
+        ...nodeCredentials,
+        ...(config.redisTls ? { tls: { ...(tls ?? {}) } } : {}),
+      },
+      options,
+    );
+  }
+  return createRedisClient(config.redisUrl as string, { ...options, tls });
+}
+
+/** Which setting names a store connection's address, and whether it takes the node credentials. */
+function storeAddressSetting(config: Config): { readonly address: string; readonly nodes: boolean } {
+  if (config.redisClusterNodes !== undefined) return { address: 'redisClusterNodes', nodes: true };
+  if (config.redisSentinels !== undefined) return { address: 'redisSentinels', nodes: true };
+  return { address: 'redisUrl', nodes: false };
+}
+
 function createBackends(config: Config, logger: Logger): Backends {
   const connectionOptions = { storeTimeoutMs: config.storeTimeoutMs };
-  if (config.redisUrl === undefined && config.redisClusterNodes === undefined) {
+  if (config.redisUrl === undefined && config.redisClusterNodes === undefined && config.redisSentinels === undefined) {
     logger.warn(
       { setting: 'IDEMPOTENCY_REDIS_URL' },
       'no Redis configured: records are kept in this process only; run ONE replica, or set IDEMPOTENCY_REDIS_URL so replicas share records',
@@ -73,20 +115,15 @@ function createBackends(config: Config, logger: Logger): Backends {
   // Read once, now: a file that is not PEM stops the start with exit 2 (ConfigError).
   const tls = loadRedisTls(config);
   warnUnusedTlsFiles(config, logger);
-  const cluster = config.redisClusterNodes !== undefined;
-  const storeLog = new RedisErrorLog(logger, connectionSettings('record store', cluster ? 'redisClusterNodes' : 'redisUrl', cluster));
-  const client: RedisClient = cluster
-    ? createRedisCluster(config.redisClusterNodes as readonly string[], {
-        ...connectionOptions,
-        name: 'store',
-        onError: storeLog.error,
-        ...(config.redisTls ? { tls } : {}),
-        ...(config.redisUsername === undefined ? {} : { username: config.redisUsername }),
-        ...(config.redisPassword === undefined ? {} : { password: config.redisPassword }),
-      })
-    : createRedisClient(config.redisUrl as string, { ...connectionOptions, name: 'store', onError: storeLog.error, tls });
+  const { address, nodes } = storeAddressSetting(config);
+  const storeLog = new RedisErrorLog(logger, connectionSettings('record store', address, nodes));
+  const client = createStoreClient(config, { ...connectionOptions, name: 'store', onError: storeLog.error }, tls);
   storeLog.attach(client);
-  const store = new RedisRecordStore(client, connectionOptions);
+  const store = new RedisRecordStore(client, {
+    ...connectionOptions,
+    waitReplicas: config.redisWaitReplicas,
+    waitTimeoutMs: config.redisWaitTimeoutMs,
+  });
   if (config.redlockUrls === undefined) {
     // One store: its atomic claim takes the key with a token and a lease, which is what a
     // one-instance Redlock would do with SET NX, so a separate lock would only cost round trips.
@@ -159,11 +196,11 @@ function connectionSettings(role: string, address: string, nodes: boolean): Conn
 function warnUnusedTlsFiles(config: Config, logger: Logger): void {
   if (!hasRedisTlsFiles(config)) return;
   const urls = [...(config.redisUrl === undefined ? [] : [config.redisUrl]), ...(config.redlockUrls ?? [])];
-  const anyTls = urls.some(isTlsUrl) || (config.redisClusterNodes !== undefined && config.redisTls);
+  const anyTls = urls.some(isTlsUrl) || ((config.redisClusterNodes !== undefined || config.redisSentinels !== undefined) && config.redisTls);
   if (anyTls) return;
   logger.warn(
     { settings: [envName('redisTlsCaFile'), envName('redisTlsCertFile'), envName('redisTlsKeyFile')] },
-    `the Redis TLS files are set but no Redis connection uses TLS: use rediss:// URLs (or ${envName('redisTls')}=true for a Cluster), or unset the files`,
+    `the Redis TLS files are set but no Redis connection uses TLS: use rediss:// URLs (or ${envName('redisTls')}=true for a Cluster or Sentinel set), or unset the files`,
   );
 }
 

@@ -17,6 +17,7 @@ import {
 } from '../engine/events';
 import { RecordUnreadableError } from '../errors';
 import { requestChannel, type RequestEvent } from '../proxy/events';
+import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../store/replica-ack';
 
 export type { Logger };
 
@@ -118,8 +119,23 @@ export function logEvents(logger: Logger): () => void {
       `record refused, not run again: ${errorText(event.error) ?? 'unreadable'}`,
     );
   };
+  const onReplicaAckShort = (message: unknown): void => {
+    const event = message as ReplicaAckShortEvent;
+    logger.warn(
+      {
+        tenant: event.scope.tenant,
+        keyHash: keyHash(event.scope.key),
+        operation: event.operation,
+        wanted: event.wanted,
+        acknowledged: event.acknowledged,
+        timeoutMs: event.timeoutMs,
+      },
+      'replicas did not acknowledge the write in time (IDEMPOTENCY_REDIS_WAIT_REPLICAS): a failover could lose it, so it is not acted on; check the replicas and their link to the master',
+    );
+  };
   const subscriptions: [diagnosticsChannel.Channel, (message: unknown) => void][] = [
     [requestChannel, onRequest],
+    [replicaAckShortChannel, onReplicaAckShort],
     [channels.unknownOutcome, onUnknown],
     [channels.leaseLost, onLeaseLost],
     [channels.storeError, onStoreError],

@@ -7,6 +7,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import client from 'prom-client';
 import { channels, type LeaseLostEvent, type StoreErrorEvent, type UnknownOutcomeEvent } from '../engine/events';
 import type { Lease, LockProvider, RecordStore, Upstream, UpstreamResult } from '../engine/ports';
+import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../store/replica-ack';
 import { guardedChannel, requestChannel, type GuardedPhaseEvent, type RequestEvent, type RequestOutcome } from '../proxy/events';
 
 /** Every outcome the contract names, so each series exists (at 0) from the first scrape. */
@@ -85,6 +86,13 @@ export class SidecarMetrics {
     registers: [this.registry],
   });
 
+  readonly replicaAckShort = new client.Counter({
+    name: 'idempotency_replica_ack_short_total',
+    help: 'Claims, completions and releases that fewer replicas acknowledged than IDEMPOTENCY_REDIS_WAIT_REPLICAS asks, within the wait timeout (by operation); each one was answered 503 or retried.',
+    labelNames: ['operation'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     client.collectDefaultMetrics({ register: this.registry });
     for (const outcome of OUTCOMES) this.requests.inc({ outcome }, 0);
@@ -101,6 +109,7 @@ export class SidecarMetrics {
         (m) => this.unknownOutcomes.inc({ reason: (m as UnknownOutcomeEvent).reason, action: (m as UnknownOutcomeEvent).action }),
       ],
       [channels.fencedCompletion, () => this.fencedCompletions.inc()],
+      [replicaAckShortChannel, (m) => this.replicaAckShort.inc({ operation: (m as ReplicaAckShortEvent).operation })],
       [guardedChannel, (m) => ((m as GuardedPhaseEvent).phase === 'start' ? this.guardedInFlight.inc() : this.guardedInFlight.dec())],
     ];
     for (const [channel, handler] of subscriptions) channel.subscribe(handler);

@@ -8,6 +8,7 @@
  */
 import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
+import type { ConnectionOptions } from 'node:tls';
 import { StoreUnavailableError } from '../errors';
 import type { RedisTlsOptions } from './redis-tls';
 
@@ -162,6 +163,60 @@ export function createRedisCluster(
   const cluster = new Cluster([...nodes], clusterOptions);
   listen(cluster, options);
   return cluster;
+}
+
+/** Where the Sentinels are and which master they watch; the credentials are the data nodes'. */
+export interface SentinelTarget {
+  /** `host:port` of each Sentinel (or `{ host, port }`). */
+  readonly sentinels: readonly (string | { readonly host: string; readonly port: number })[];
+  /** The name given to `sentinel monitor <name> ...`. */
+  readonly masterName: string;
+  /** ACL user and password of the master and its replicas (not of the Sentinels). */
+  readonly username?: string;
+  readonly password?: string;
+  /** TLS options for the data nodes (and the Sentinels): present means TLS. */
+  readonly tls?: ConnectionOptions;
+}
+
+function sentinelAddress(entry: SentinelTarget['sentinels'][number]): { host: string; port: number } {
+  if (typeof entry !== 'string') return { host: entry.host, port: entry.port };
+  const at = entry.lastIndexOf(':');
+  const port = Number(entry.slice(at + 1));
+  if (at <= 0 || !Number.isInteger(port) || port < 1 || port > 65_535) {
+    throw new TypeError(`sentinels: ${JSON.stringify(entry)} is not host:port`);
+  }
+  return { host: entry.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/**
+ * A client of the master a Sentinel set names. ioredis asks the Sentinels for the master's address
+ * on every (re)connection and checks the node's role before using it, so after a failover the next
+ * reconnection lands on the promoted replica. Never throws when Sentinels or master are down.
+ */
+export function createRedisSentinel(target: SentinelTarget, options: RedisConnectionOptions): Redis {
+  checkOptions(options);
+  if (target.sentinels.length === 0) throw new TypeError('sentinels must name at least one Sentinel');
+  if (target.masterName.length === 0) throw new TypeError('masterName must not be empty');
+  const client = new Redis({
+    ...connectionOptions(options),
+    sentinels: target.sentinels.map(sentinelAddress),
+    name: target.masterName,
+    role: 'master',
+    ...(target.username === undefined ? {} : { username: target.username }),
+    ...(target.password === undefined ? {} : { password: target.password }),
+    ...(target.tls === undefined ? {} : { tls: target.tls, sentinelTLS: target.tls, enableTLSForSentinelMode: true }),
+    // Never returns null: neither a master that comes back nor Sentinels that do are given up on.
+    retryStrategy: reconnectDelay,
+    sentinelRetryStrategy: reconnectDelay,
+    // A Sentinel that accepts the connection and stays silent must not stall the lookup.
+    sentinelCommandTimeout: options.storeTimeoutMs,
+    // Listens for +switch-master on the Sentinels and reconnects at once, instead of waiting for
+    // the old master's connection to fail (it may be alive on the wrong side of a partition, or
+    // still accept connections as a demoted replica).
+    failoverDetector: true,
+  });
+  listen(client, options);
+  return client;
 }
 
 /** Resolves once the client is connected and ready; StoreUnavailableError after `timeoutMs`. */

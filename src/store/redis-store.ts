@@ -19,12 +19,20 @@ import { StoreUnavailableError } from '../errors';
 import { DEFAULT_KEY_PREFIX, Keyspace } from './keys';
 import { closeClient, type RedisClient, whenReady, withDeadline } from './redis-connection';
 import { RedisWatchHub } from './redis-watch';
+import { checkReplicaAckOptions, evalAcknowledged, type ReplicaAckOptions } from './replica-ack';
 
 export interface RedisRecordStoreOptions {
   /** Longest one operation may take before it fails with StoreUnavailableError. */
   readonly storeTimeoutMs: number;
   /** Prefix of every key name; default `idem:`. */
   readonly keyPrefix?: string;
+  /**
+   * Replicas that must acknowledge a claim and a completion (WAIT) before they count as done;
+   * 0 or absent: none, and the scripts go out alone (replica-ack.ts says why and how).
+   */
+  readonly waitReplicas?: number;
+  /** WAIT's timeout; required when waitReplicas > 0, and below storeTimeoutMs. */
+  readonly waitTimeoutMs?: number;
 }
 
 /** The scripts, by the command name they are registered under (prefixed: the client may be shared). */
@@ -73,6 +81,7 @@ export class RedisRecordStore implements RecordStore {
   private readonly timeoutMs: number;
   private readonly keys: Keyspace;
   private readonly watches: RedisWatchHub;
+  private readonly replicaAck: ReplicaAckOptions | undefined;
 
   constructor(client: RedisClient, options: RedisRecordStoreOptions) {
     if (!Number.isInteger(options.storeTimeoutMs) || options.storeTimeoutMs <= 0) {
@@ -82,6 +91,7 @@ export class RedisRecordStore implements RecordStore {
     this.timeoutMs = options.storeTimeoutMs;
     this.keys = new Keyspace(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.watches = new RedisWatchHub(client, this.timeoutMs);
+    this.replicaAck = replicaAckOptions(options);
     for (const [name, script] of loadScripts()) {
       // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (a restarted or failed-over
       // server has an empty script cache), so scripts survive a Redis restart.
@@ -96,7 +106,7 @@ export class RedisRecordStore implements RecordStore {
 
   async claim(scope: RecordScope, request: ClaimRequest): Promise<ClaimResult> {
     const names = this.keys.names(scope);
-    const reply = await this.script('claim', 'idemClaimBuffer', [names.record, names.index], [
+    const reply = await this.settlingScript(scope, 'claim', 'idemClaim', [names.record, names.index], [
       request.token,
       request.fingerprint,
       milliseconds(request.leaseMs, 'leaseMs'),
@@ -124,7 +134,7 @@ export class RedisRecordStore implements RecordStore {
 
   async complete(scope: RecordScope, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
     const names = this.keys.names(scope);
-    const reply = await this.script('complete', 'idemComplete', [names.record, names.index], [
+    const reply = await this.settlingScript(scope, 'complete', 'idemComplete', [names.record, names.index], [
       token,
       milliseconds(ttlMs, 'ttlMs'),
       String(response.status),
@@ -143,7 +153,7 @@ export class RedisRecordStore implements RecordStore {
 
   async release(scope: RecordScope, token: string): Promise<boolean> {
     const names = this.keys.names(scope);
-    return isOne(await this.script('release', 'idemRelease', [names.record, names.index], [token, scope.tenant, names.channel]));
+    return isOne(await this.settlingScript(scope, 'release', 'idemRelease', [names.record, names.index], [token, scope.tenant, names.channel]));
   }
 
   async listByKey(key: string): Promise<TenantRecord[]> {
@@ -199,6 +209,25 @@ export class RedisRecordStore implements RecordStore {
     });
   }
 
+  /**
+   * A claim, a completion or a release. A claim and a completion are the writes a client's answer
+   * rests on (a lost claim can mean a second execution, a lost completion a lost response). A
+   * release is waited for too: a lost one (often the undo of a claim that failed) would bring the
+   * claim back after a failover, with nobody working on it, and its key would end held as unknown
+   * though the upstream never saw it. With replica acknowledgement on, the script and its WAIT go
+   * out together; otherwise the script alone, as every other transition. Marks and renewals are
+   * not waited for: losing one leaves the record in flight, which its lease turns unknown (or its
+   * owner settles again), never a second execution. Replies are Buffers either way (a claim's reply
+   * may carry a body).
+   */
+  private settlingScript(scope: RecordScope, what: string, name: ScriptName, keys: string[], args: RedisArgument[]): Promise<unknown> {
+    const ack = this.replicaAck;
+    if (ack === undefined) return this.script(what, `${name}Buffer`, keys, args);
+    const script = loadScripts().get(name);
+    if (script === undefined) throw new Error(`script ${name} is not loaded`);
+    return this.run(what, () => evalAcknowledged(this.client, script, keys, args, ack, { operation: what, scope }));
+  }
+
   private script(what: string, name: CommandName, keys: string[], args: RedisArgument[]): Promise<unknown> {
     return this.run(what, async () => {
       // defineCommand adds the method at run time, so the client's type does not know it.
@@ -207,6 +236,18 @@ export class RedisRecordStore implements RecordStore {
       return (await Reflect.apply(command, this.client, [...keys, ...args])) as unknown;
     });
   }
+}
+
+function replicaAckOptions(options: RedisRecordStoreOptions): ReplicaAckOptions | undefined {
+  const replicas = options.waitReplicas ?? 0;
+  if (replicas === 0) return undefined;
+  const timeoutMs = options.waitTimeoutMs;
+  if (timeoutMs === undefined) throw new TypeError('waitTimeoutMs is required when waitReplicas > 0');
+  if (timeoutMs >= options.storeTimeoutMs) {
+    // The WAIT would outlast the store timeout: every short acknowledgement would read as a dead store.
+    throw new TypeError(`waitTimeoutMs (${timeoutMs}) must be shorter than storeTimeoutMs (${options.storeTimeoutMs})`);
+  }
+  return checkReplicaAckOptions({ replicas, timeoutMs });
 }
 
 /** ms as Redis expects them: a positive whole number (the scripts use PEXPIREAT). */

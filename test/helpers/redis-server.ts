@@ -14,7 +14,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +38,16 @@ export interface StartRedisOptions {
    * per start, removed when the server stops (a restarted server comes back empty).
    */
   readonly dataDir?: string;
+  /**
+   * More `--name value` arguments, after the helper's own (a later one wins): a Cluster member
+   * without slots, a replica (`--replicaof`), shorter timeouts. Process variant only.
+   */
+  readonly extraArgs?: readonly string[];
+  /**
+   * Run a Sentinel: this text is written to `sentinel.conf` in the server's directory (Sentinel
+   * rewrites it, so it must be writable) and the server starts with `--sentinel`. Process variant only.
+   */
+  readonly sentinelConf?: string;
   /**
    * A TLS port too (the plain port stays, for the helper's own PING and a test's set-up), on a
    * free port kept across restart(). Process variant only.
@@ -97,8 +107,15 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   }
   const binary = findRedisServer();
   if (binary !== undefined) return startProcess(binary, options);
-  if (options.appendOnly === true || options.dataDir !== undefined || options.tls !== undefined || options.users !== undefined) {
-    throw new Error(`startRedis: appendOnly, dataDir, tls and users need a local redis-server process. ${NO_REDIS_MESSAGE}`);
+  if (
+    options.appendOnly === true ||
+    options.dataDir !== undefined ||
+    options.tls !== undefined ||
+    options.users !== undefined ||
+    options.extraArgs !== undefined ||
+    options.sentinelConf !== undefined
+  ) {
+    throw new Error(`startRedis: appendOnly, dataDir, tls, users, extraArgs and sentinelConf need a local redis-server process. ${NO_REDIS_MESSAGE}`);
   }
   return startContainer(options);
 }
@@ -196,11 +213,20 @@ async function spawnServer(binary: string, port: number, tlsPort: number | undef
   const ownedByCaller = options.dataDir !== undefined;
   const dir = options.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'idem-redis-'));
   if (!ownedByCaller) tempDirs.add(dir);
+  let sentinel: string[] = [];
+  if (options.sentinelConf !== undefined) {
+    const conf = path.join(dir, 'sentinel.conf');
+    writeFileSync(conf, options.sentinelConf);
+    // The config file must come first; Sentinel takes no persistence options.
+    sentinel = [conf, '--sentinel'];
+  }
   const args = [
+    ...sentinel,
     '--port', String(port),
     '--bind', HOST,
-    '--save', '',
-    ...(options.appendOnly === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
+    ...(sentinel.length > 0
+      ? []
+      : ['--save', '', ...(options.appendOnly === true ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no'])]),
     '--dir', dir,
     '--daemonize', 'no',
     '--logfile', '',
@@ -221,6 +247,7 @@ async function spawnServer(binary: string, port: number, tlsPort: number | undef
         ]),
     // One `--user` per user: redis-server turns each `--name` and the words after it into one line.
     ...(options.users ?? []).flatMap((user) => ['--user', ...user.trim().split(/\s+/)]),
+    ...(options.extraArgs ?? []),
   ];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   if (child.pid === undefined) {

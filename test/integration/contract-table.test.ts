@@ -1,11 +1,12 @@
 /**
  * Every row of the contract's section 4 table, against the sidecar as its own process, a real
- * upstream on loopback that counts its executions, and each record store (in-process and a real
- * Redis). Rows that only a networked store can show (the store going down) are in
- * store-unavailable.test.ts.
+ * upstream on loopback that counts its executions, and each record store: in process, one real
+ * Redis, a real 6-node Redis Cluster and a real Sentinel set (both with replica acknowledgement,
+ * IDEMPOTENCY_REDIS_WAIT_REPLICAS=1). Rows that only a networked store can show (the store going
+ * down) are in store-unavailable.test.ts; a failover is in failover.test.ts.
  */
 import { startPaymentUpstream, BINARY_BODY, type PaymentUpstream } from '../helpers/payment-upstream';
-import { startRedis, type RedisHandle } from '../helpers/redis-server';
+import { sharedStores, type StoreKind, type StoreUnderTest } from '../helpers/store-topology';
 import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
 import { freshKey, send, sleep, type Reply } from '../helpers/client';
 import { freePort } from '../helpers/free-port';
@@ -43,21 +44,23 @@ function expectRetryAfter(reply: Reply): void {
   expect(value).toMatch(/^[1-9][0-9]*$/);
 }
 
-type StoreKind = 'memory' | 'redis';
+const KINDS: StoreKind[] = ['memory', 'redis', 'cluster', 'sentinel'];
+const stores = sharedStores();
+afterAll(() => stores.stopAll());
 
-describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s store', (storeKind) => {
+describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind) => {
   let upstream: PaymentUpstream;
-  let redis: RedisHandle | undefined;
+  let store: StoreUnderTest;
   let sidecar: SidecarProcess;
 
   beforeAll(async () => {
     upstream = await startPaymentUpstream();
-    if (storeKind === 'redis') redis = await startRedis();
+    store = await stores.get(storeKind);
     sidecar = await startSidecar({
       upstream: upstream.url,
       configYaml: ROUTES,
       env: {
-        ...(redis ? { IDEMPOTENCY_REDIS_URL: redis.url } : {}),
+        ...store.env,
         IDEMPOTENCY_UPSTREAM_TIMEOUT: '1500ms',
         IDEMPOTENCY_WAIT_TIMEOUT: '700ms',
         IDEMPOTENCY_LOCK_TTL: '3s',
@@ -70,7 +73,6 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
   afterAll(async () => {
     expect(await sidecar?.stop()).toBe(0);
     await upstream?.stop();
-    await redis?.stop();
   });
 
   describe('first request for (tenant, key)', () => {
@@ -594,18 +596,18 @@ describe.each<StoreKind>(['memory', 'redis'])('contract section 4 on the %s stor
   });
 });
 
-describe.each<StoreKind>(['memory', 'redis'])('IDEMPOTENCY_ON_UNKNOWN=release on the %s store', (storeKind) => {
+describe.each<StoreKind>(KINDS)('IDEMPOTENCY_ON_UNKNOWN=release on the %s store', (storeKind) => {
   let upstream: PaymentUpstream;
-  let redis: RedisHandle | undefined;
+  let store: StoreUnderTest;
   let sidecar: SidecarProcess;
 
   beforeAll(async () => {
     upstream = await startPaymentUpstream();
-    if (storeKind === 'redis') redis = await startRedis();
+    store = await stores.get(storeKind);
     sidecar = await startSidecar({
       upstream: upstream.url,
       env: {
-        ...(redis ? { IDEMPOTENCY_REDIS_URL: redis.url } : {}),
+        ...store.env,
         IDEMPOTENCY_ON_UNKNOWN: 'release',
         IDEMPOTENCY_UPSTREAM_TIMEOUT: '500ms',
       },
@@ -614,7 +616,6 @@ describe.each<StoreKind>(['memory', 'redis'])('IDEMPOTENCY_ON_UNKNOWN=release on
   afterAll(async () => {
     expect(await sidecar?.stop()).toBe(0);
     await upstream?.stop();
-    await redis?.stop();
   });
 
   test('a timeout answers 504 and releases the key: the retry runs again', async () => {
@@ -632,13 +633,13 @@ describe.each<StoreKind>(['memory', 'redis'])('IDEMPOTENCY_ON_UNKNOWN=release on
   });
 });
 
-describe.each<StoreKind>(['memory', 'redis'])('upstream refused the connection, on the %s store', (storeKind) => {
+describe.each<StoreKind>(KINDS)('upstream refused the connection, on the %s store', (storeKind) => {
   test('502 and nothing sent; the key is released, so the retry runs once the upstream is back', async () => {
-    const redis = storeKind === 'redis' ? await startRedis() : undefined;
+    const store = await stores.get(storeKind);
     const port = await freePort();
     const sidecar = await startSidecar({
       upstream: `http://127.0.0.1:${port}`,
-      env: redis ? { IDEMPOTENCY_REDIS_URL: redis.url } : {},
+      env: store.env,
     });
     try {
       const key = freshKey();
@@ -654,7 +655,6 @@ describe.each<StoreKind>(['memory', 'redis'])('upstream refused the connection, 
       }
     } finally {
       expect(await sidecar.stop()).toBe(0);
-      await redis?.stop();
     }
   });
 });
