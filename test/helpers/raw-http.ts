@@ -12,6 +12,8 @@ export interface RawResponse {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
   readonly body: Buffer;
+  /** Interim 1xx responses (100 Continue, 103 Early Hints) that came before this final one, in order. */
+  readonly interim: readonly number[];
 }
 
 export interface RawExchange {
@@ -19,7 +21,11 @@ export interface RawExchange {
   readonly data: Buffer;
   /** The server closed (or reset) the connection within the bound (or it settled, see ExchangeOptions). */
   readonly closed: boolean;
-  /** The responses in `data`, in order (framed by Content-Length; a response without one ends the list). */
+  /**
+   * The final responses in `data`, in order: one per answered request (framed by Content-Length
+   * or chunked; a response without either ends the list). Interim 1xx responses are not answers:
+   * each is listed in `interim` of the final response that follows it.
+   */
   readonly responses: readonly RawResponse[];
   /** Milliseconds from connect to close (or to the bound). */
   readonly elapsedMs: number;
@@ -82,9 +88,15 @@ export async function rawExchange(baseUrl: string, pieces: readonly Piece[], opt
   return { data, closed, responses: parseResponses(data), elapsedMs };
 }
 
-/** HTTP/1.1 responses one after another; stops at the first that is incomplete or unframed. */
+/**
+ * HTTP/1.1 final responses one after another; stops at the first that is incomplete or unframed.
+ * An interim 1xx response is a head with no body (RFC 9110 section 15.2): it is collected and
+ * attached to the final response after it. 101 Switching Protocols is final: the bytes after it
+ * belong to another protocol.
+ */
 export function parseResponses(data: Buffer): RawResponse[] {
   const responses: RawResponse[] = [];
+  let interim: number[] = [];
   let at = 0;
   while (at < data.length) {
     const headEnd = data.indexOf('\r\n\r\n', at, 'latin1');
@@ -99,19 +111,31 @@ export function parseResponses(data: Buffer): RawResponse[] {
     }
     const status = Number(statusLine[1]);
     const bodyStart = headEnd + 4;
+    if (status >= 100 && status < 200 && status !== 101) {
+      interim.push(status);
+      at = bodyStart;
+      continue;
+    }
+    const before = interim;
+    interim = [];
+    if (status === 101) {
+      responses.push({ status, headers, body: data.subarray(bodyStart), interim: before });
+      break;
+    }
     if (headers['transfer-encoding'] === 'chunked') {
       const decoded = decodeChunked(data, bodyStart);
       if (decoded === undefined) break;
-      responses.push({ status, headers, body: decoded.body });
+      responses.push({ status, headers, body: decoded.body, interim: before });
       at = decoded.end;
       continue;
     }
     const length = headers['content-length'] === undefined ? (status === 204 || status === 304 ? 0 : undefined) : Number(headers['content-length']);
     if (length === undefined) {
-      responses.push({ status, headers, body: data.subarray(bodyStart) });
+      responses.push({ status, headers, body: data.subarray(bodyStart), interim: before });
       break;
     }
-    responses.push({ status, headers, body: data.subarray(bodyStart, bodyStart + length) });
+    if (bodyStart + length > data.length) break;
+    responses.push({ status, headers, body: data.subarray(bodyStart, bodyStart + length), interim: before });
     at = bodyStart + length;
   }
   return responses;
