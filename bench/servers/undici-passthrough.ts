@@ -7,35 +7,12 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
-
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'host', 'content-length']);
+import { forwardToPool, readBody, writeAnswer } from './undici-forward';
 
 const pool = new Pool(process.env['BENCH_UPSTREAM'] ?? '', { connections: 128, keepAliveTimeout: 4_000 });
 
-function readBody(req: http.IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
-}
-
 async function forward(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const body = await readBody(req);
-  const headers: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
-  }
-  const upstream = await pool.request({ method: req.method as 'POST', path: req.url ?? '/', headers, body: body.length > 0 ? body : null });
-  const payload = Buffer.from(await upstream.body.arrayBuffer());
-  const responseHeaders: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(upstream.headers)) {
-    if (value !== undefined && !HOP_BY_HOP.has(name)) responseHeaders[name] = value;
-  }
-  responseHeaders['content-length'] = String(payload.length);
-  res.writeHead(upstream.statusCode, responseHeaders);
-  res.end(payload);
+  writeAnswer(res, await forwardToPool(pool, req, await readBody(req)));
 }
 
 const server = http.createServer((req, res) => {
