@@ -16,6 +16,7 @@ import { keyFromJsonBody } from '../engine/json-pointer';
 import { parseIdempotencyKey, validateKey } from '../engine/key';
 import { answerClientError, serverOptions, type ClientLimits } from './client-limits';
 import { guardedChannel, requestChannel, type RequestEvent, type RequestOutcome } from './events';
+import { continueInOrder } from './expect-continue';
 import { endToEndPairs } from './headers';
 import type { PassThrough } from './passthrough';
 import { sendProblem } from './problem';
@@ -66,6 +67,8 @@ export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
   const options = serverOptions(deps.limits);
   const server = deps.tls === undefined ? http.createServer(options, handler) : https.createServer({ ...options, ...deps.tls }, handler);
   server.on('clientError', answerClientError(deps.limits));
+  // Interim 100 Continue answers must not overtake or split the final answers on a pipelined connection.
+  server.on('checkContinue', continueInOrder(handler));
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     deps.passThrough.upgrade(req, socket, head);
   });

@@ -320,3 +320,42 @@ describe('JSON pointers into bodies that do not hold the key', () => {
     expect(upstream.count(path)).toBe(1);
   });
 });
+
+describe('Expect: 100-continue on a pipelined connection', () => {
+  test('an answer ready while an earlier one is owed is not split by its interim 100 Continue', async () => {
+    // The first request is slow upstream; the second is executed and answered while its response
+    // still waits behind the first. Its interim 100 must come before its final head or not at all.
+    const slowKey = freshKey('continue-slow');
+    const fastKey = freshKey('continue-fast');
+    const request = (path: string, key: string, amount: number): string => {
+      const body = `{"amount":${amount}}`;
+      return head([`POST ${path} HTTP/1.1`, 'Host: x', 'Expect: 100-continue', `Idempotency-Key: ${key}`, 'Content-Type: application/json', `Content-Length: ${body.length}`]) + body;
+    };
+    const { result, seen } = await newExecutions(() =>
+      rawExchange(sidecar.url, [request('/slow?ms=600', slowKey, 1) + request('/payments/continue', fastKey, 2)], {
+        boundMs: 10_000,
+        settle: { responses: 2, quietMs: 300 },
+      }),
+    );
+    expect(result.responses.map((r) => r.status)).toEqual([201, 201]);
+    // Each body is exactly the upstream's JSON payment, in request order: no interim head inside.
+    expect(result.responses.map((r) => (JSON.parse(r.body.toString('utf8')) as { amount: unknown }).amount)).toEqual([1, 2]);
+    expect(result.responses[0]?.interim).toEqual([100]);
+    expect([[], [100]]).toContainEqual(result.responses[1]?.interim);
+    // Nothing after the last answer: every byte sent belongs to a well-framed response.
+    expect(result.data.subarray(result.data.length - (result.responses[1]?.body.length ?? 0)).equals(result.responses[1]?.body ?? Buffer.alloc(0))).toBe(true);
+    expect(seen.map((e) => e.url)).toEqual(['/slow?ms=600', '/payments/continue']);
+  });
+
+  test('a refusal ready while an earlier answer is owed is not split either', async () => {
+    // The same key twice: the second finds the first in flight (409) and is answered at once,
+    // behind the first; its problem body must parse.
+    const key = freshKey('continue-dup');
+    const body = '{"amount":3}';
+    const request = head(['POST /slow?ms=600 HTTP/1.1', 'Host: x', 'Expect: 100-continue', `Idempotency-Key: ${key}`, `Content-Length: ${body.length}`]) + body;
+    const { result, seen } = await newExecutions(() => rawExchange(sidecar.url, [request + request], { boundMs: 10_000, settle: { responses: 2, quietMs: 300 } }));
+    expect(result.responses.map((r) => r.status)).toEqual([201, 409]);
+    expectProblem(result.responses[1], 409, 'request-in-flight');
+    expect(seen).toHaveLength(1);
+  });
+});

@@ -53,9 +53,13 @@ interface FuzzCase {
   readonly description: string;
 }
 
-/** The case's marker: in the path, the key and a header, so a mutation rarely erases all three. */
+/**
+ * The case's marker: in the path, the key and a header, so a mutation rarely erases all three. The
+ * id is written twice, so a flipped digit (fz189q189z -> fz181q189z) makes a copy unreadable
+ * instead of naming another case: an execution must never be counted against the wrong case.
+ */
 function marker(id: number): string {
-  return `fz${id}z`;
+  return `fz${id}q${id}z`;
 }
 
 function baseRequests(id: number): { name: string; text: string }[] {
@@ -148,12 +152,12 @@ function buildCases(seed: number): FuzzCase[] {
   });
 }
 
-/** The case an upstream execution belongs to, by any surviving copy of its marker. */
+/** The case an upstream execution belongs to, by any surviving intact copy of its marker. */
 function caseOf(execution: Execution): number | undefined {
   const header = execution.headers['x-fuzz-case'];
   for (const text of [typeof header === 'string' ? header : '', execution.url, execution.key ?? '']) {
-    const match = /fz(\d+)z/.exec(text);
-    if (match) return Number(match[1]);
+    const match = /fz(\d+)q(\d+)z/.exec(text);
+    if (match && match[1] === match[2]) return Number(match[1]);
   }
   return undefined;
 }
