@@ -21,6 +21,7 @@ import {
   chartWithDependency,
   render,
   renderError,
+  removeScratch,
   renderNotes,
   schemaValidator,
   type KubeObject,
@@ -226,6 +227,7 @@ beforeAll(() => {
   // Builds tools/chart-render on first use (cached afterwards) unless helm is on PATH.
   chartRenderer();
 }, 240_000);
+afterAll(removeScratch);
 
 // ------------------------------------------------------------------------------------------------
 

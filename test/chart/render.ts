@@ -119,6 +119,16 @@ interface Run {
 let scratchDir: string | undefined;
 let scratchFiles = 0;
 
+/**
+ * Removes the scratch directory. Test files call it in afterAll: jest ends its workers without
+ * the 'exit' event, so the hook below alone would leave the directory behind.
+ */
+export function removeScratch(): void {
+  if (scratchDir === undefined) return;
+  fs.rmSync(scratchDir, { recursive: true, force: true });
+  scratchDir = undefined;
+}
+
 /** A directory for values files and chart copies, removed when the process exits. */
 function scratch(): string {
   if (scratchDir === undefined) {

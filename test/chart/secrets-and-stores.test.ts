@@ -19,7 +19,7 @@ import { reviewAdmission } from '../../src/webhook/admission';
 import { parseSidecarTemplate } from '../../src/webhook/template';
 import { applyJsonPatch, type PatchOperation } from '../helpers/json-patch';
 import { validateContainer, validateObject } from './kube-validate';
-import { chartRenderer, chartWithDependency, render, renderError, renderNotes, type KubeObject, type RenderOptions, type RenderedObject } from './render';
+import { chartRenderer, chartWithDependency, removeScratch, render, renderError, renderNotes, type KubeObject, type RenderOptions, type RenderedObject } from './render';
 
 interface EnvVar {
   name: string;
@@ -130,6 +130,7 @@ beforeAll(() => {
 }, 240_000);
 afterAll(() => {
   fs.rmSync(scratch, { recursive: true, force: true });
+  removeScratch();
 });
 
 /**
