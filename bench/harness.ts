@@ -76,6 +76,11 @@ export interface BenchOptions {
   readonly replayKeys: number;
   readonly inflightKeys: number;
   readonly flood: { readonly segments: number; readonly segmentS: number; readonly bodyBytes: number };
+  /**
+   * The latency phase: the scenarios of FIXED_RATE_SCENARIOS at this many requests per second
+   * (open loop, below every target's saturation), at the smallest body size; 0: skipped.
+   */
+  readonly fixedRate: number;
   /** Profile this scenario of the plain sidecar with --cpu-prof in a separate sidecar; false: none. */
   readonly profile: ScenarioId | false;
   readonly seed: number;
@@ -148,11 +153,30 @@ export interface RawRun {
   readonly orders: readonly (readonly string[])[];
   readonly cells: readonly CellResult[];
   readonly flood: FloodResult | null;
+  readonly fixedRate: FixedRateResult | null;
   readonly sidecarPeakRssBytes: number | null;
   readonly peakResettable: boolean;
   readonly profile: (ProfileSummary & { readonly scenario: ScenarioId }) | null;
   readonly notes: readonly string[];
 }
+
+/** What a request costs in latency when nothing is saturated: each scenario at one fixed rate. */
+export interface FixedRateResult {
+  readonly rate: number;
+  readonly bodyBytes: number;
+  readonly durationS: number;
+  readonly rows: readonly {
+    readonly scenario: ScenarioId;
+    /** Per round, in milliseconds; the report takes medians. */
+    readonly rounds: readonly { readonly rps: number; readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number; readonly unexpected: number }[];
+  }[];
+}
+
+/**
+ * The scenarios of the latency phase: the upstream alone, the plain undici proxy (the base of the
+ * added latency), the floor, and the sidecar's first-time requests and replays.
+ */
+export const FIXED_RATE_SCENARIOS: readonly ScenarioId[] = ['upstream', 'undici-proxy', 'floor', 'first', 'replay'];
 
 interface Context {
   readonly options: BenchOptions;
@@ -319,6 +343,9 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       }
     }
 
+    let fixedRate: FixedRateResult | null = null;
+    if (options.fixedRate > 0) fixedRate = await runFixedRate(ctx, random);
+
     let flood: FloodResult | null = null;
     if (options.flood.segments > 0 && (options.only === undefined || options.only.includes('first'))) {
       flood = await runFlood(ctx);
@@ -336,6 +363,7 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       orders,
       cells,
       flood,
+      fixedRate,
       sidecarPeakRssBytes: ctx.sidecarPeak,
       peakResettable: ctx.peakResettable,
       profile,
@@ -584,6 +612,52 @@ async function traceCell(ctx: Context, cell: CellResult): Promise<TraceResult> {
     const problems = await prepared.finish();
     cell.checks.push(...problems.map((problem) => `trace: ${problem}`));
   }
+}
+
+/**
+ * Latency at a fixed rate: at concurrency 50 the load is closed-loop and a proxy that saturates its
+ * core queues every request, so the main table's p99 mostly measures throughput. Here each target
+ * gets the same open-loop rate (the load worker's own schedule, not autocannon's), low enough that
+ * none is saturated, in shuffled order per round:
+ * the difference to the undici proxy is what a request pays for the sidecar when the pod has CPU
+ * to spare, which is how production runs.
+ */
+async function runFixedRate(ctx: Context, random: () => number): Promise<FixedRateResult> {
+  const { fixedRate: rate, durationS, rounds, connections } = ctx.options;
+  const bodyBytes = Math.min(...ctx.options.bodySizes);
+  const ids = FIXED_RATE_SCENARIOS.filter((id) => ctx.options.only === undefined || ctx.options.only.includes(id));
+  const rows = ids.map((scenario) => ({ scenario, rounds: [] as FixedRateResult['rows'][number]['rounds'][number][] }));
+  for (let round = 1; round <= rounds; round += 1) {
+    const order = shuffle([...rows], random);
+    ctx.options.log(`latency at ${rate} req/s, round ${round}/${rounds}: ${order.map((row) => row.scenario).join(' ')}`);
+    for (const row of order) {
+      const scenario = scenarioOf(row.scenario);
+      await Promise.all([ctx.store, ...ctx.locks].map((probe) => probe.flush()));
+      const prepared = await prepare(ctx, scenario, bodyBytes);
+      try {
+        const load = await ctx.worker.run({
+          origin: ctx.targets[scenario.target].url,
+          method: scenario.method,
+          path: scenario.path,
+          bodyBytes,
+          keys: prepared.keys,
+          connections,
+          durationS,
+          overallRate: rate,
+        });
+        const unexpected = Object.entries(load.statuses)
+          .filter(([status]) => !scenario.expectedStatus(Number(status)))
+          .reduce((sum, [, n]) => sum + n, 0);
+        row.rounds.push({ rps: load.rps, p50Ms: load.latencyMs.p50, p99Ms: load.latencyMs.p99, maxMs: load.latencyMs.max, unexpected });
+        ctx.options.log(`  ${row.scenario}: ${Math.round(load.rps)} req/s, p50 ${load.latencyMs.p50.toFixed(2)} ms, p99 ${load.latencyMs.p99.toFixed(2)} ms`);
+      } finally {
+        const problems = await prepared.finish();
+        if (problems.length > 0) ctx.notes.push(`latency phase ${row.scenario}: ${problems.join('; ')}`);
+      }
+      await sleep(150);
+    }
+  }
+  return { rate, bodyBytes, durationS, rows };
 }
 
 /** A flood of 16 KiB guarded first-time requests on the same sidecar, RSS after each segment. */

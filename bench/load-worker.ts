@@ -7,6 +7,7 @@
  * keeps whole milliseconds, too coarse for a target stated in single milliseconds.
  */
 import autocannon from 'autocannon';
+import { Pool } from 'undici';
 import { paymentRequestBody } from './payload';
 import type { LatencySummary, LoadJob, LoadResult, WorkerMessage } from './protocol';
 
@@ -88,8 +89,70 @@ function run(job: LoadJob): Promise<LoadResult> {
   });
 }
 
+/** The Idempotency-Key of the n-th request of a job (undefined: no key header). */
+function keyOf(job: LoadJob, n: number): string | undefined {
+  const keys = job.keys;
+  if (keys.kind === 'unique') return `${keys.prefix}${n + 1}`;
+  if (keys.kind === 'set') return keys.keys[n % keys.keys.length] ?? '';
+  return undefined;
+}
+
+/**
+ * Open loop at a fixed rate: requests leave on a schedule (checked every millisecond), never
+ * waiting for earlier answers, over a pool of `connections`; each latency runs from the moment its
+ * request was sent to the end of its response. autocannon's own rate limit sends each
+ * connection's requests in bursts on a timer tick, which queues them behind one another and
+ * measures the burst, not the proxy.
+ */
+async function runOpenLoop(job: LoadJob, rate: number): Promise<LoadResult> {
+  const pool = new Pool(job.origin, { connections: job.connections, keepAliveTimeout: 10_000 });
+  const body = paymentRequestBody(job.bodyBytes);
+  const baseHeaders: Record<string, string> = body.length > 0 ? { 'content-type': 'application/json' } : {};
+  const samples = new Float64Array(Math.min(MAX_SAMPLES, Math.ceil(rate * job.durationS) + 16));
+  let count = 0;
+  let responses = 0;
+  let errors = 0;
+  const statuses: Record<string, number> = {};
+  const pending = new Set<Promise<void>>();
+  const fire = (n: number): void => {
+    const key = keyOf(job, n);
+    const sentAt = performance.now();
+    const request = pool
+      .request({ method: job.method, path: job.path, headers: key === undefined ? baseHeaders : { ...baseHeaders, 'idempotency-key': key }, body: body.length > 0 ? body : null })
+      .then(async (response) => {
+        await response.body.arrayBuffer();
+        responses += 1;
+        statuses[response.statusCode] = (statuses[response.statusCode] ?? 0) + 1;
+        if (count < samples.length) samples[count++] = performance.now() - sentAt;
+      })
+      .catch(() => {
+        errors += 1;
+      });
+    pending.add(request);
+    void request.finally(() => pending.delete(request));
+  };
+  const durationMs = job.durationS * 1000;
+  const started = performance.now();
+  let sent = 0;
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const elapsed = performance.now() - started;
+      const due = Math.min(Math.floor((Math.min(elapsed, durationMs) / 1000) * rate), Math.ceil(rate * job.durationS));
+      while (sent < due) fire(sent++);
+      if (elapsed >= durationMs) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 1);
+  });
+  await Promise.all([...pending]);
+  const durationS = (performance.now() - started) / 1000;
+  await pool.close();
+  return { responses, durationS, rps: responses / durationS, latencyMs: summarise(samples, count), statuses, errors, timeouts: 0 };
+}
+
 process.on('message', (job: LoadJob) => {
-  run(job).then(
+  (job.overallRate === undefined ? run(job) : runOpenLoop(job, job.overallRate)).then(
     (result) => send({ type: 'result', id: job.id, result }),
     (error: unknown) => send({ type: 'failed', id: job.id, error: error instanceof Error ? error.stack ?? error.message : String(error) }),
   );

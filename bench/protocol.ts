@@ -19,6 +19,8 @@ export interface LoadJob {
   readonly keys: KeyMode;
   readonly connections: number;
   readonly durationS: number;
+  /** Requests per second across all connections (open loop); unset: as fast as answers come. */
+  readonly overallRate?: number;
 }
 
 export interface LatencySummary {

@@ -323,6 +323,43 @@ function rows(report: Report): string[][] {
   ]);
 }
 
+/** The latency phase as table rows: medians of the rounds, and what each adds over the undici proxy. */
+function fixedRateRows(report: Report): string[][] {
+  const phase = report.fixedRate;
+  if (!phase) return [];
+  const medians = phase.rows.map((row) => ({
+    scenario: row.scenario,
+    rps: median(row.rounds.map((r) => r.rps)),
+    p50: median(row.rounds.map((r) => r.p50Ms)),
+    p99: median(row.rounds.map((r) => r.p99Ms)),
+    max: Math.max(...row.rounds.map((r) => r.maxMs)),
+    unexpected: row.rounds.reduce((sum, r) => sum + r.unexpected, 0),
+  }));
+  const base = medians.find((row) => row.scenario === 'undici-proxy');
+  return medians.map((row) => {
+    const scenario = SCENARIOS.find((candidate) => candidate.id === row.scenario);
+    return [
+      scenario?.number ?? row.scenario,
+      scenario?.label ?? row.scenario,
+      Math.round(row.rps).toLocaleString('en-US'),
+      fixed(row.p50, 2),
+      fixed(row.p99, 2),
+      fixed(row.max, 1),
+      base && row.scenario !== 'upstream' ? signed(row.p50 - base.p50) : '-',
+      base && row.scenario !== 'upstream' ? signed(row.p99 - base.p99) : '-',
+      String(row.unexpected),
+    ];
+  });
+}
+
+const FIXED_RATE_COLUMNS = ['#', 'scenario', 'req/s', 'p50 ms', 'p99 ms', 'max ms', '+p50 ms', '+p99 ms', 'unexpected'] as const;
+
+function fixedRateTitle(report: Report): string {
+  const phase = report.fixedRate;
+  if (!phase) return '';
+  return `latency at a fixed rate: ${phase.rate} req/s open loop, ${bodyLabel(phase.bodyBytes)}, ${report.options.connections} connections, ${phase.rows[0]?.rounds.length ?? 0} round(s) of ${phase.durationS} s, medians; + columns over the undici pass-through`;
+}
+
 /** The sidecar's guarded first-time rows as a share of the floor's throughput and CPU. */
 function floorComparison(report: Report): string[] {
   const out: string[] = [];
@@ -365,6 +402,17 @@ export function renderText(report: Report): string {
     out.push('');
     out.push('against the floor (2c: the undici pass-through plus the two Redis calls any Redis-backed proxy makes):');
     for (const floorLine of floorLines) out.push(`  ${floorLine}`);
+  }
+  const rateRows = fixedRateRows(report);
+  if (rateRows.length > 0) {
+    const rateWidths = FIXED_RATE_COLUMNS.map((title, i) => Math.max(title.length, ...rateRows.map((row) => (row[i] ?? '').length)));
+    const rateLine = (cells: readonly string[]): string =>
+      cells.map((cell, i) => (i >= 2 ? cell.padStart(rateWidths[i] ?? 0) : cell.padEnd(rateWidths[i] ?? 0))).join('  ').trimEnd();
+    out.push('');
+    out.push(`${fixedRateTitle(report)}:`);
+    out.push(rateLine(FIXED_RATE_COLUMNS));
+    out.push(rateLine(rateWidths.map((width) => '-'.repeat(width))));
+    for (const row of rateRows) out.push(rateLine(row));
   }
   out.push('');
   out.push('targets (reported, not asserted):');
@@ -439,6 +487,13 @@ export function renderMarkdown(report: Report): string {
     ),
   );
   out.push('');
+  const rateRows = fixedRateRows(report);
+  if (rateRows.length > 0) {
+    out.push(`The ${fixedRateTitle(report)} (unexpected: responses with another status than the scenario's):`);
+    out.push('');
+    out.push(markdownTable(FIXED_RATE_COLUMNS, rateRows));
+    out.push('');
+  }
   out.push(`The plain pass-through (the "vs plain" and "+p99" base) was ${Object.entries(report.plainPassThrough).map(([body, id]) => `${id} at ${bodyLabel(Number(body))}`).join(' and ')}.`);
   out.push('');
   out.push('Targets, as ratios measured in the same run (reported, not asserted):');

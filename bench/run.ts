@@ -7,13 +7,14 @@
  *                                     --profile=ID (BENCH_PROFILE=ID): another scenario of the sidecar
  *
  * Flags: --duration=S --rounds=N --warmup=S --trace=N --flood-segments=N --flood-seconds=S
- * --bodies=200,16384 --only=first,replay --seed=N --json=PATH --docs / --no-docs.
+ * --bodies=200,16384 --only=first,replay --seed=N --json=PATH --docs / --no-docs
+ * --rate=N (the latency phase's requests per second, default 1000; 0 skips it).
  * Environment: BENCH_DURATION, BENCH_ROUNDS, BENCH_PROFILE=1.
  * Progress goes to stderr; the table to stdout; the report to .bench/latest.json.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { type BenchOptions, runBenchmark, SCENARIOS, type ScenarioId } from './harness';
+import { type BenchOptions, FIXED_RATE_SCENARIOS, runBenchmark, SCENARIOS, type ScenarioId } from './harness';
 import { findRepoRoot } from './processes';
 import { buildReport, renderText, updateDoc } from './report';
 
@@ -47,7 +48,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, root:
     if (!match?.[1]) fail(`unknown argument ${arg} (see the header of bench/run.ts)`);
     flags.set(match[1], match[2] ?? 'true');
   }
-  const known = new Set(['quick', 'duration', 'rounds', 'warmup', 'trace', 'flood-segments', 'flood-seconds', 'bodies', 'only', 'seed', 'json', 'docs', 'no-docs', 'profile']);
+  const known = new Set(['quick', 'duration', 'rounds', 'warmup', 'trace', 'flood-segments', 'flood-seconds', 'bodies', 'only', 'seed', 'json', 'docs', 'no-docs', 'profile', 'rate']);
   for (const name of flags.keys()) if (!known.has(name)) fail(`unknown flag --${name}`);
   const quick = flags.has('quick');
   const durationS = positive('--duration', flags.get('duration'), false) ?? positive('BENCH_DURATION', env['BENCH_DURATION'], false) ?? (quick ? 1 : 5);
@@ -60,6 +61,9 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, root:
   const only = flags.get('only')?.split(',') as ScenarioId[] | undefined;
   for (const id of only ?? []) if (!SCENARIOS.some((scenario) => scenario.id === id)) fail(`--only: no scenario ${id} (${SCENARIOS.map((s) => s.id).join(', ')})`);
   const seed = positive('--seed', flags.get('seed'), true, true) ?? 1;
+  // The latency phase's open-loop rate: well below the slowest target's saturation here (the
+  // Redlock sidecar is not in it; the sidecar's first-time requests saturate near 4-6k/s).
+  const fixedRate = positive('--rate', flags.get('rate'), true, true) ?? 1_000;
   // --profile or BENCH_PROFILE=1: scenario 4; --profile=ID or BENCH_PROFILE=ID: that scenario.
   const profileFlag = flags.get('profile') ?? env['BENCH_PROFILE'];
   const profile: ScenarioId | false =
@@ -85,6 +89,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, root:
       replayKeys: 100,
       inflightKeys: 10,
       flood: { segments: floodSegments, segmentS: floodSeconds, bodyBytes: 16 * 1024 },
+      fixedRate,
       profile,
       seed,
       ...(only ? { only } : {}),
@@ -109,7 +114,9 @@ async function main(): Promise<void> {
   const { options } = cli;
   const cells = (options.only?.length ?? SCENARIOS.length) * options.bodySizes.length;
   const expectedMs =
-    1000 * (cells * (options.rounds * (options.durationS + 0.6) + options.warmupS + 0.6 + options.traceRequests * 0.05) + options.flood.segments * options.flood.segmentS + (options.profile !== false ? options.durationS + 10 : 0)) + 30_000;
+    1000 * (cells * (options.rounds * (options.durationS + 0.6) + options.warmupS + 0.6 + options.traceRequests * 0.05) + options.flood.segments * options.flood.segmentS + (options.profile !== false ? options.durationS + 10 : 0) +
+      (options.fixedRate > 0 ? FIXED_RATE_SCENARIOS.length * options.rounds * (options.durationS + 0.8) : 0)) +
+    30_000;
   const limitMs = Math.max(HARD_LIMIT_FLOOR_MS, 2 * expectedMs);
   options.log(`about ${Math.round(expectedMs / 1000)} s expected; the run is stopped after ${Math.round(limitMs / 1000)} s whatever happens`);
   const watchdog = setTimeout(() => {

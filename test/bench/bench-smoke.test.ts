@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { SCENARIOS } from '../../bench/harness';
+import { FIXED_RATE_SCENARIOS, SCENARIOS } from '../../bench/harness';
 import type { Report } from '../../bench/report';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -84,6 +84,11 @@ describe('npm run bench, short form', () => {
     expect(report.sidecarPeakRssBytes).toBeGreaterThan(0);
     expect(report.flood?.segments).toHaveLength(2);
     expect(report.flood?.segments.every((segment) => segment.rps > 0 && (segment.rssBytes ?? 0) > 0)).toBe(true);
+    expect(report.fixedRate?.rows.map((row) => row.scenario)).toEqual([...FIXED_RATE_SCENARIOS]);
+    for (const row of report.fixedRate?.rows ?? []) {
+      expect([row.scenario, row.rounds.length, (row.rounds[0]?.rps ?? 0) > 0, row.rounds[0]?.unexpected]).toEqual([row.scenario, 1, true, 0]);
+    }
+    expect(result.stdout).toContain('latency at a fixed rate');
     expect(report.profile?.topFunctions.length).toBeGreaterThan(0);
     expect(report.profile?.topOwners.length).toBeGreaterThan(0);
     expect(result.stdout).toContain('req/s');
