@@ -11,6 +11,9 @@ import { Pool } from 'undici';
 import { paymentRequestBody } from './payload';
 import type { LatencySummary, LoadJob, LoadResult, WorkerMessage } from './protocol';
 
+/** Of an open-loop job (runOpenLoop): sent at the rate, not measured. */
+const OPEN_LOOP_WARMUP_MS = 1_000;
+
 /** Latencies kept per job at most (beyond: the first ones are kept; ~60 s at 30k/s). */
 const MAX_SAMPLES = 2_000_000;
 
@@ -114,41 +117,51 @@ async function runOpenLoop(job: LoadJob, rate: number): Promise<LoadResult> {
   let errors = 0;
   const statuses: Record<string, number> = {};
   const pending = new Set<Promise<void>>();
-  const fire = (n: number): void => {
+  const fire = (n: number, measured: boolean): void => {
     const key = keyOf(job, n);
     const sentAt = performance.now();
     const request = pool
       .request({ method: job.method, path: job.path, headers: key === undefined ? baseHeaders : { ...baseHeaders, 'idempotency-key': key }, body: body.length > 0 ? body : null })
       .then(async (response) => {
         await response.body.arrayBuffer();
+        if (!measured) return;
         responses += 1;
         statuses[response.statusCode] = (statuses[response.statusCode] ?? 0) + 1;
         if (count < samples.length) samples[count++] = performance.now() - sentAt;
       })
       .catch(() => {
-        errors += 1;
+        if (measured) errors += 1;
       });
     pending.add(request);
     void request.finally(() => pending.delete(request));
   };
-  const durationMs = job.durationS * 1000;
+  // The first second is not measured: the pool opens its connections and the target its own
+  // (to the upstream, to Redis) then; what follows is the steady state a long-lived client sees.
+  const warmupMs = OPEN_LOOP_WARMUP_MS;
+  const totalMs = warmupMs + job.durationS * 1000;
+  const total = Math.ceil((rate * totalMs) / 1000);
   const started = performance.now();
   let sent = 0;
+  let measuredFrom = Number.POSITIVE_INFINITY;
   await new Promise<void>((resolve) => {
     const timer = setInterval(() => {
       const elapsed = performance.now() - started;
-      const due = Math.min(Math.floor((Math.min(elapsed, durationMs) / 1000) * rate), Math.ceil(rate * job.durationS));
-      while (sent < due) fire(sent++);
-      if (elapsed >= durationMs) {
+      const due = Math.min(Math.floor((Math.min(elapsed, totalMs) / 1000) * rate), total);
+      while (sent < due) {
+        const measured = (sent * 1000) / rate >= warmupMs;
+        if (measured && measuredFrom === Number.POSITIVE_INFINITY) measuredFrom = performance.now();
+        fire(sent++, measured);
+      }
+      if (elapsed >= totalMs) {
         clearInterval(timer);
         resolve();
       }
     }, 1);
   });
   await Promise.all([...pending]);
-  const durationS = (performance.now() - started) / 1000;
+  const durationS = (performance.now() - Math.min(measuredFrom, performance.now())) / 1000;
   await pool.close();
-  return { responses, durationS, rps: responses / durationS, latencyMs: summarise(samples, count), statuses, errors, timeouts: 0 };
+  return { responses, durationS, rps: durationS > 0 ? responses / durationS : 0, latencyMs: summarise(samples, count), statuses, errors, timeouts: 0 };
 }
 
 process.on('message', (job: LoadJob) => {

@@ -115,7 +115,7 @@ async function main(): Promise<void> {
   const cells = (options.only?.length ?? SCENARIOS.length) * options.bodySizes.length;
   const expectedMs =
     1000 * (cells * (options.rounds * (options.durationS + 0.6) + options.warmupS + 0.6 + options.traceRequests * 0.05) + options.flood.segments * options.flood.segmentS + (options.profile !== false ? options.durationS + 10 : 0) +
-      (options.fixedRate > 0 ? FIXED_RATE_SCENARIOS.length * options.rounds * (options.durationS + 0.8) : 0)) +
+      (options.fixedRate > 0 ? FIXED_RATE_SCENARIOS.length * options.rounds * (options.durationS + 1.8) : 0)) +
     30_000;
   const limitMs = Math.max(HARD_LIMIT_FLOOR_MS, 2 * expectedMs);
   options.log(`about ${Math.round(expectedMs / 1000)} s expected; the run is stopped after ${Math.round(limitMs / 1000)} s whatever happens`);
