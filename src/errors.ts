@@ -113,11 +113,17 @@ export type UnreadableReason =
 export class RecordUnreadableError extends Error {
   readonly keyId: string;
   readonly reason: UnreadableReason;
-  constructor(message: string, options: { keyId: string; reason: UnreadableReason; cause?: unknown }) {
+  /**
+   * The unreadable record's fingerprint (stored in the clear): a request with another one gets
+   * the contract's 422, which it would have got had the record been readable.
+   */
+  readonly fingerprint: string | undefined;
+  constructor(message: string, options: { keyId: string; reason: UnreadableReason; fingerprint?: string; cause?: unknown }) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'RecordUnreadableError';
     this.keyId = options.keyId;
     this.reason = options.reason;
+    this.fingerprint = options.fingerprint;
   }
 }
 

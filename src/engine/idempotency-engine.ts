@@ -204,6 +204,8 @@ export class IdempotencyEngine {
    */
   private unavailable(request: GuardedRequest, operation: string, error: unknown): Attempt {
     if (error instanceof RecordUnreadableError) {
+      // Another request under the same key gets 422 whether or not the record can be read.
+      if (error.fingerprint !== undefined && error.fingerprint !== request.fingerprint) return { kind: 'result', result: keyReused() };
       publish(channels.recordUnreadable, { scope: request.scope, error });
       return { kind: 'result', result: unreadable(error) };
     }
@@ -512,16 +514,18 @@ type Attempt =
   | { readonly kind: 'in_flight'; readonly unclaimed?: true };
 
 /** The answer an existing record dictates, or undefined when it is in flight (the caller decides). */
+function keyReused(): EngineResult {
+  return problem(
+    'mismatch',
+    new SidecarError('key-reused', {
+      detail:
+        'This idempotency key was already used for a different request (method, path, query or body differ). Use a new key for a new request.',
+    }),
+  );
+}
+
 function decideExisting(record: IdempotencyRecord, fingerprint: string): EngineResult | undefined {
-  if (record.fingerprint !== fingerprint) {
-    return problem(
-      'mismatch',
-      new SidecarError('key-reused', {
-        detail:
-          'This idempotency key was already used for a different request (method, path, query or body differ). Use a new key for a new request.',
-      }),
-    );
-  }
+  if (record.fingerprint !== fingerprint) return keyReused();
   switch (record.state) {
     case 'completed':
       if (record.response) return { kind: 'replayed', outcome: 'replayed', response: record.response };

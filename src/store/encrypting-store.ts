@@ -97,7 +97,7 @@ export class EncryptingRecordStore implements RecordStore {
     if (cipher === undefined) {
       throw new RecordUnreadableError(
         `stored response was encrypted with key id ${keyId}, but no encryption key is configured: set IDEMPOTENCY_ENCRYPTION_KEYS (or IDEMPOTENCY_ENCRYPTION_KEYS_FILE) with key ${keyId} among the keys`,
-        { keyId, reason: 'unknown-key' },
+        { keyId, reason: 'unknown-key', fingerprint: record.fingerprint },
       );
     }
     const opened = cipher.open(scope, stored);
@@ -105,12 +105,12 @@ export class EncryptingRecordStore implements RecordStore {
     if (opened.reason === 'unknown-key') {
       throw new RecordUnreadableError(
         `stored response was encrypted with key id ${keyId}, which ${keySetting} does not hold: add ${keyId}:<its base64> back after the first key, and keep it until the records it encrypted have expired`,
-        { keyId, reason: 'unknown-key' },
+        { keyId, reason: 'unknown-key', fingerprint: record.fingerprint },
       );
     }
     throw new RecordUnreadableError(
       `stored response encrypted with key id ${keyId} failed authentication: it was altered in the store or copied from another record, or ${keySetting} holds a different key under the id ${keyId}; the key stays refused until its TTL ends or an operator deletes the record (DELETE /keys/{key}?tenant=ID)`,
-      { keyId, reason: 'corrupt' },
+      { keyId, reason: 'corrupt', fingerprint: record.fingerprint },
     );
   }
 }

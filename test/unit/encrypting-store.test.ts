@@ -218,4 +218,15 @@ describe.each(['quorum', 'record'] as const)('the engine over an encrypting stor
       expect(events[0]?.error).toMatchObject({ keyId: 'k1', reason: 'unknown-key' });
     },
   );
+
+  test('a different request under the key of an unreadable record gets 422, as it would if the record were readable', async () => {
+    const upstream = new CountingUpstream();
+    const scope = newScope();
+    await engine([K1], upstream).handle(guarded(scope));
+    const other: GuardedRequest = { ...guarded(scope), fingerprint: 'another-fp' };
+    const result = await engine([K2], upstream).handle(other);
+    expect(result).toMatchObject({ kind: 'problem', outcome: 'mismatch', error: { code: 'key-reused', status: 422 } });
+    expect(upstream.calls).toBe(1);
+    expect(events).toHaveLength(0);
+  });
 });
