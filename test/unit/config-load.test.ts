@@ -970,6 +970,24 @@ describe('redactConfig', () => {
     });
   });
 
+  it('hides the node password and the encryption keys', () => {
+    const key = Buffer.alloc(32, 3).toString('base64');
+    const config = load({
+      env: {
+        ...UPSTREAM,
+        IDEMPOTENCY_REDIS_SENTINELS: 's0:26379',
+        IDEMPOTENCY_REDIS_SENTINEL_MASTER: 'mymaster',
+        IDEMPOTENCY_REDIS_USERNAME: 'idempotency-store',
+        IDEMPOTENCY_REDIS_PASSWORD: 'node-password-value',
+        IDEMPOTENCY_ENCRYPTION_KEYS: `k1:${key}`,
+      },
+    });
+    const printed = JSON.stringify(redactConfig(config));
+    expect(printed).not.toContain('node-password-value');
+    expect(printed).not.toContain(key);
+    expect(redactConfig(config)).toMatchObject({ redisPassword: 'REDACTED', encryptionKeys: 'REDACTED', redisUsername: 'idempotency-store' });
+  });
+
   it('leaves unset secrets out', () => {
     const printed = JSON.parse(JSON.stringify(redactConfig(load({})))) as Record<string, unknown>;
     expect('adminToken' in printed).toBe(false);
