@@ -56,6 +56,18 @@ async function sendPastOutage(target: SidecarProcess, key: string, body: string)
   }
 }
 
+/**
+ * The sidecar's store connections on a data node (CLIENT SETNAME store, read as the default user
+ * on the plain port), each with its ACL user: the default user would pass every test above it.
+ */
+async function storeConnectionUsers(port: number): Promise<string[]> {
+  const list = await redisCli(port, 'CLIENT', 'LIST');
+  return list
+    .split('\n')
+    .filter((line) => / name=store /.test(line))
+    .map((line) => / user=(\S+)/.exec(line)?.[1] ?? '');
+}
+
 function expectNoStoreProblems(target: SidecarProcess): void {
   expect(target.output()).not.toMatch(/NOPERM|no permissions|WRONGPASS|Skipping the ready check/);
   const diagnoses = target.logs().filter((line) => typeof line['problem'] === 'string' && typeof line['connection'] === 'string');
@@ -141,6 +153,9 @@ describe('a Sentinel-managed master, every link over mutual TLS, as the document
     expect(reused.status).toBe(422);
     expect(reused.json()['type']).toBe(`${PROBLEM}key-reused`);
     expect(counting.countKey(firstKey)).toBe(1);
+    const users = await storeConnectionUsers((await running(set, 'the Sentinel set').master()).port);
+    expect(users.length).toBeGreaterThan(0);
+    expect(new Set(users)).toEqual(new Set(['idempotency-store']));
     expectNoStoreProblems(target);
   });
 
@@ -163,6 +178,7 @@ describe('a Sentinel-managed master, every link over mutual TLS, as the document
     expect(counting.countKey(newKey)).toBe(1);
     // The new key's record is on the promoted master.
     expect(await redisCli(promoted.port, 'DBSIZE')).not.toBe('0');
+    expect(new Set(await storeConnectionUsers(promoted.port))).toEqual(new Set(['idempotency-store']));
 
     const old = await sendPastOutage(target, firstKey, '{"amount":100}');
     expect(old.status).toBe(201);
