@@ -141,6 +141,20 @@ export class StoreFullError extends Error {
   }
 }
 
+/**
+ * A write that landed on the master but that fewer replicas acknowledged than
+ * IDEMPOTENCY_REDIS_WAIT_REPLICAS asks, within the wait timeout: a failover now could lose it. A
+ * StoreUnavailableError, so that a completion is retried like any store failure; but the store is
+ * up, so a claim refused this way is never let through unguarded (a retry after the claim is
+ * undone would run the request again): the engine answers 503 even under passthrough.
+ */
+export class ReplicasNotAcknowledgedError extends StoreUnavailableError {
+  constructor(operation: string, wanted: number, acknowledged: number, timeoutMs: number) {
+    super(`${operation}: ${acknowledged} of ${wanted} replica(s) acknowledged the write within ${timeoutMs} ms (WAIT)`);
+    this.name = 'ReplicasNotAcknowledgedError';
+  }
+}
+
 /** A configuration value is wrong; `setting` names the variable or flag an operator must fix. */
 export class ConfigError extends Error {
   readonly problems: readonly string[];

@@ -10,7 +10,7 @@
  *   4. store the response (fenced by the lock token), or release / hold the key.
  */
 import { randomUUID } from 'node:crypto';
-import { RecordUnreadableError, SidecarError, StoreFullError, StoreUnavailableError } from '../errors';
+import { RecordUnreadableError, ReplicasNotAcknowledgedError, SidecarError, StoreFullError, StoreUnavailableError } from '../errors';
 import { channels, publish } from './events';
 import type {
   ClaimResult,
@@ -212,6 +212,9 @@ export class IdempotencyEngine {
     if (error instanceof StoreFullError) return { kind: 'result', result: storeFull(error) };
     if (!(error instanceof StoreUnavailableError)) throw error;
     publish(channels.storeError, { scope: request.scope, operation, error });
+    // Replicas behind is not a store that is down: the claim landed and is being undone, and a
+    // request let through unguarded now could run again on the retry. Always 503.
+    if (error instanceof ReplicasNotAcknowledgedError) return { kind: 'result', result: this.storeUnavailable(error, 'reject') };
     return { kind: 'result', result: this.storeUnavailable(error) };
   }
 
@@ -284,8 +287,8 @@ export class IdempotencyEngine {
     }
   }
 
-  private storeUnavailable(error: StoreUnavailableError): EngineResult {
-    if (this.settings.storeUnavailable === 'passthrough') return { kind: 'unguarded', outcome: 'unavailable' };
+  private storeUnavailable(error: StoreUnavailableError, mode = this.settings.storeUnavailable): EngineResult {
+    if (mode === 'passthrough') return { kind: 'unguarded', outcome: 'unavailable' };
     return problem(
       'unavailable',
       new SidecarError('store-unavailable', {

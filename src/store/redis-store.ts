@@ -12,6 +12,7 @@
  * connection of their own (redis-watch.ts).
  */
 import { readFileSync } from 'node:fs';
+import { Cluster } from 'ioredis';
 import path from 'node:path';
 import type { ClaimRequest, ClaimResult, RecordStore, RecordWatch } from '../engine/ports';
 import type { HeaderPair, IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
@@ -82,6 +83,14 @@ export class RedisRecordStore implements RecordStore {
   private readonly keys: Keyspace;
   private readonly watches: RedisWatchHub;
   private readonly replicaAck: ReplicaAckOptions | undefined;
+  /**
+   * With replica acknowledgement on: connections of their own for the writes that wait for it.
+   * WAIT blocks the connection it runs on until the replicas answer, so on the shared connection
+   * every read, renewal and readiness PING queued behind it would wait too, and the writes would
+   * take turns one replica round trip at a time. Several, so that they do not.
+   */
+  private readonly ackClients: readonly RedisClient[];
+  private nextAckClient = 0;
 
   constructor(client: RedisClient, options: RedisRecordStoreOptions) {
     if (!Number.isInteger(options.storeTimeoutMs) || options.storeTimeoutMs <= 0) {
@@ -92,6 +101,7 @@ export class RedisRecordStore implements RecordStore {
     this.keys = new Keyspace(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.watches = new RedisWatchHub(client, this.timeoutMs);
     this.replicaAck = replicaAckOptions(options);
+    this.ackClients = this.replicaAck === undefined ? [] : Array.from({ length: ACK_CONNECTIONS }, () => duplicateClient(client));
     for (const [name, script] of loadScripts()) {
       // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT (a restarted or failed-over
       // server has an empty script cache), so scripts survive a Redis restart.
@@ -193,6 +203,7 @@ export class RedisRecordStore implements RecordStore {
 
   async close(): Promise<void> {
     await this.watches.close();
+    await Promise.all(this.ackClients.map((ackClient) => closeClient(ackClient, this.timeoutMs)));
     await closeClient(this.client, this.timeoutMs);
   }
 
@@ -201,10 +212,10 @@ export class RedisRecordStore implements RecordStore {
    * queue); instead it waits for the connection within the same store timeout, so a sidecar that
    * just started, or a Redis that blinked, costs latency rather than a 503.
    */
-  private run<T>(what: string, operation: () => Promise<T>): Promise<T> {
-    if (this.client.status === 'ready') return withDeadline(what, this.timeoutMs, operation);
+  private run<T>(what: string, operation: () => Promise<T>, client: RedisClient = this.client): Promise<T> {
+    if (client.status === 'ready') return withDeadline(what, this.timeoutMs, operation);
     return withDeadline(what, this.timeoutMs, async () => {
-      await whenReady(this.client, this.timeoutMs);
+      await whenReady(client, this.timeoutMs);
       return operation();
     });
   }
@@ -225,7 +236,11 @@ export class RedisRecordStore implements RecordStore {
     if (ack === undefined) return this.script(what, `${name}Buffer`, keys, args);
     const script = loadScripts().get(name);
     if (script === undefined) throw new Error(`script ${name} is not loaded`);
-    return this.run(what, () => evalAcknowledged(this.client, script, keys, args, ack, { operation: what, scope }));
+    const client = this.ackClients[this.nextAckClient++ % this.ackClients.length] ?? this.client;
+    // A claim that found the record wrote nothing a failover could lose (or only what the next
+    // claim derives again: a lapsed lease judged unknown): its answer stands whatever WAIT says.
+    const mustHold = what === 'claim' ? claimed : undefined;
+    return this.run(what, () => evalAcknowledged(client, script, keys, args, ack, { operation: what, scope }, mustHold), client);
   }
 
   private script(what: string, name: CommandName, keys: string[], args: RedisArgument[]): Promise<unknown> {
@@ -236,6 +251,22 @@ export class RedisRecordStore implements RecordStore {
       return (await Reflect.apply(command, this.client, [...keys, ...args])) as unknown;
     });
   }
+}
+
+/** Connections for the writes that wait for replicas (see ackClients). */
+const ACK_CONNECTIONS = 8;
+
+/** A second connection like `client`, for the writes that wait for replicas. */
+function duplicateClient(client: RedisClient): RedisClient {
+  const copy = client instanceof Cluster ? client.duplicate() : client.duplicate();
+  // The main connection's listener reports outages (redis-diagnosis.ts); the copies follow it.
+  copy.on('error', () => undefined);
+  return copy;
+}
+
+/** A claim script's reply: did it take the key? */
+function claimed(reply: unknown): boolean {
+  return Array.isArray(reply) && Buffer.isBuffer(reply[0]) && reply[0].toString() === 'claimed';
 }
 
 function replicaAckOptions(options: RedisRecordStoreOptions): ReplicaAckOptions | undefined {

@@ -19,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { RecordScope } from '../engine/record';
-import { StoreUnavailableError } from '../errors';
+import { ReplicasNotAcknowledgedError, StoreUnavailableError } from '../errors';
 import type { RedisClient } from './redis-connection';
 
 /** A write that fewer replicas acknowledged than required, within the wait timeout. */
@@ -33,18 +33,6 @@ export interface ReplicaAckShortEvent {
 }
 
 export const replicaAckShortChannel = diagnosticsChannel.channel('idempotency-sidecar:replica-ack-short');
-
-/**
- * The write landed on the master but not on enough replicas: a failover now could lose it. A
- * StoreUnavailableError, so the engine treats it as a store it cannot rely on (an undone claim and
- * 503, or a completion retried and, meanwhile, 503 response-not-recorded).
- */
-export class ReplicasNotAcknowledgedError extends StoreUnavailableError {
-  constructor(operation: string, wanted: number, acknowledged: number, timeoutMs: number) {
-    super(`${operation}: ${acknowledged} of ${wanted} replica(s) acknowledged the write within ${timeoutMs} ms (WAIT)`);
-    this.name = 'ReplicasNotAcknowledgedError';
-  }
-}
 
 export interface ReplicaAckOptions {
   /** Replicas that must acknowledge (WAIT numreplicas); at least 1. */
@@ -82,7 +70,8 @@ function sha1(script: AcknowledgedScript): string {
 /**
  * Runs `script` then WAIT in one round trip and returns the script's reply (Buffers, as the
  * `...Buffer` commands give). Throws the script's own error, or ReplicasNotAcknowledgedError when
- * fewer replicas than required acknowledged; either way the write may have landed on the master.
+ * fewer replicas than required acknowledged a reply that `mustHold` says a failover must not lose;
+ * either way the write may have landed on the master.
  */
 export async function evalAcknowledged(
   client: RedisClient,
@@ -91,6 +80,7 @@ export async function evalAcknowledged(
   args: readonly (string | Buffer)[],
   options: ReplicaAckOptions,
   report: { readonly operation: string; readonly scope: RecordScope },
+  mustHold: (scriptReply: unknown) => boolean = () => true,
 ): Promise<unknown> {
   let [scriptReply, acknowledged] = await evalThenWait(client, 'evalsha', sha1(script), script, keys, args, options);
   if (scriptReply instanceof Error && scriptReply.message.startsWith('NOSCRIPT')) {
@@ -99,7 +89,7 @@ export async function evalAcknowledged(
   }
   if (scriptReply instanceof Error) throw scriptReply;
   if (acknowledged instanceof Error) throw acknowledged;
-  if (acknowledged < options.replicas) {
+  if (acknowledged < options.replicas && mustHold(scriptReply)) {
     const event: ReplicaAckShortEvent = {
       scope: report.scope,
       operation: report.operation,

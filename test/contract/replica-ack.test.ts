@@ -7,11 +7,11 @@
 import { randomUUID } from 'node:crypto';
 import type { ClaimRequest } from '../../src/engine/ports';
 import type { RecordScope, StoredResponse } from '../../src/engine/record';
-import { StoreUnavailableError } from '../../src/errors';
 import { recordKey } from '../../src/store/keys';
 import { closeClient, createRedisClient, createRedisCluster, whenReady } from '../../src/store/redis-connection';
 import { RedisRecordStore } from '../../src/store/redis-store';
-import { ReplicasNotAcknowledgedError, replicaAckShortChannel, type ReplicaAckShortEvent } from '../../src/store/replica-ack';
+import { ReplicasNotAcknowledgedError, StoreUnavailableError } from '../../src/errors';
+import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../../src/store/replica-ack';
 import { redisCli, startRedisCluster, waitUntil, type RedisClusterHandle } from '../helpers/redis-cluster';
 import { startRedis, type RedisHandle } from '../helpers/redis-server';
 
@@ -109,6 +109,34 @@ describe('replica acknowledgement on a master with one replica', () => {
     // Once the replica is back, retrying the (idempotent) completion is acknowledged.
     await waitUntil(10_000, 'the completion to be acknowledged', async () => store.complete(scope, 't1', RESPONSE, 60_000));
     expect(await onReplica(scope)).toBe('completed');
+  });
+
+  test('a replica that does not acknowledge: a claim that finds the record still answers it, and reads and PING do not queue behind the WAITs', async () => {
+    const store = await storeWith(1);
+    const scope = newScope();
+    await store.claim(scope, claimRequest('t1'));
+    await store.complete(scope, 't1', RESPONSE, 60_000);
+    replica.pause();
+    try {
+      // A replay wrote nothing a failover could lose: its answer stands.
+      const replay = await store.claim(scope, claimRequest('t2'));
+      expect(replay.claimed).toBe(false);
+      // A new key waits out WAIT's timeout and is refused; meanwhile the shared connection answers
+      // at once, because the waiting writes have connections of their own.
+      const order: string[] = [];
+      const waiting = store.claim(newScope(), claimRequest('t3')).then(
+        () => order.push('claim resolved'),
+        () => order.push('claim refused'),
+      );
+      await store.ping();
+      order.push('ping');
+      expect((await store.read(scope))?.state).toBe('completed');
+      order.push('read');
+      await waiting;
+      expect(order).toEqual(['ping', 'read', 'claim refused']);
+    } finally {
+      replica.resume();
+    }
   });
 
   test('more replicas asked for than exist: every claim is refused', async () => {

@@ -7,7 +7,7 @@ import { channels } from '../../src/engine/events';
 import { IdempotencyEngine, type EngineSettings, type GuardedRequest } from '../../src/engine/idempotency-engine';
 import type { LockProvider, RecordStore, Upstream, UpstreamRequest, UpstreamResult } from '../../src/engine/ports';
 import type { RecordScope, StoredResponse } from '../../src/engine/record';
-import { StoreUnavailableError } from '../../src/errors';
+import { ReplicasNotAcknowledgedError, StoreUnavailableError } from '../../src/errors';
 import { lockResource } from '../../src/store/keys';
 import { MemoryLockProvider } from '../../src/store/memory-lock';
 import { MemoryRecordStore } from '../../src/store/memory-store';
@@ -383,6 +383,21 @@ describe.each(['quorum', 'record'] as const)('IdempotencyEngine, locks: %s', (lo
       error: { code: 'store-unavailable', status: 503, retryAfterSeconds: 1 },
     });
     expect(await engine(upstream, { storeUnavailable: 'passthrough' }, down).handle(request())).toEqual({ kind: 'unguarded', outcome: 'unavailable' });
+    expect(upstream.calls).toBe(0);
+  });
+
+  test('replicas that do not acknowledge a claim: 503 even under passthrough (the claim landed; an unguarded call could run twice)', async () => {
+    const behind: RecordStore = Object.assign(Object.create(store) as RecordStore, {
+      claim: async () => {
+        throw new ReplicasNotAcknowledgedError('claim', 1, 0, 300);
+      },
+    });
+    const upstream = new ScriptedUpstream(respondAfter(0));
+    expect(await engine(upstream, { storeUnavailable: 'passthrough' }, behind).handle(request())).toMatchObject({
+      kind: 'problem',
+      outcome: 'unavailable',
+      error: { code: 'store-unavailable', status: 503 },
+    });
     expect(upstream.calls).toBe(0);
   });
 
