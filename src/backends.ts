@@ -13,6 +13,7 @@ import {
   createRedisClient,
   createRedisCluster,
   createRedisSentinel,
+  credentials,
   isTlsUrl,
   type RedisClient,
   type RedisConnectionOptions,
@@ -35,10 +36,7 @@ export interface Backends {
  * to a URL when it says rediss://.
  */
 function createStoreClient(config: Config, options: RedisConnectionOptions, tls: RedisConnectionOptions['tls']): RedisClient {
-  const nodeCredentials = {
-    ...(config.redisUsername === undefined ? {} : { username: config.redisUsername }),
-    ...(config.redisPassword === undefined ? {} : { password: config.redisPassword }),
-  };
+  const nodeCredentials = credentials({ username: config.redisUsername, password: config.redisPassword });
   if (config.redisClusterNodes !== undefined) {
     return createRedisCluster(config.redisClusterNodes, { ...options, ...(config.redisTls ? { tls } : {}), ...nodeCredentials });
   }

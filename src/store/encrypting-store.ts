@@ -13,6 +13,7 @@
  * in the clear and only the check remains. Records written in the clear before encryption was
  * turned on are replayed as they are, so turning it on loses no record.
  */
+import type { KeySetting } from '../config/encryption-keys';
 import type { ClaimRequest, ClaimResult, RecordStore, RecordWatch } from '../engine/ports';
 import type { IdempotencyRecord, RecordScope, StoredResponse, TenantRecord } from '../engine/record';
 import { RecordUnreadableError } from '../errors';
@@ -22,7 +23,7 @@ export interface EncryptingStoreOptions {
   /** Absent: no keys are configured; responses are stored in the clear. */
   readonly cipher?: ResponseCipher;
   /** The setting the keys came from, named in the operator's message when a record is unreadable. */
-  readonly keySetting: 'IDEMPOTENCY_ENCRYPTION_KEYS' | 'IDEMPOTENCY_ENCRYPTION_KEYS_FILE';
+  readonly keySetting: KeySetting;
 }
 
 export class EncryptingRecordStore implements RecordStore {

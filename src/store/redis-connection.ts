@@ -39,7 +39,7 @@ export interface NodeCredentials {
   readonly password?: string;
 }
 
-function credentials(options: NodeCredentials): Pick<RedisOptions, 'username' | 'password'> {
+export function credentials(options: NodeCredentials): Pick<RedisOptions, 'username' | 'password'> {
   return {
     ...(options.username === undefined ? {} : { username: options.username }),
     ...(options.password === undefined ? {} : { password: options.password }),
@@ -202,8 +202,7 @@ export function createRedisSentinel(target: SentinelTarget, options: RedisConnec
     sentinels: target.sentinels.map(sentinelAddress),
     name: target.masterName,
     role: 'master',
-    ...(target.username === undefined ? {} : { username: target.username }),
-    ...(target.password === undefined ? {} : { password: target.password }),
+    ...credentials(target),
     ...(target.tls === undefined ? {} : { tls: target.tls, sentinelTLS: target.tls, enableTLSForSentinelMode: true }),
     // Never returns null: neither a master that comes back nor Sentinels that do are given up on.
     retryStrategy: reconnectDelay,

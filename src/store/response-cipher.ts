@@ -70,8 +70,9 @@ export class ResponseCipher {
     const headers = Buffer.from(JSON.stringify(response.headers), 'utf8');
     const length = Buffer.alloc(LENGTH_BYTES);
     length.writeUInt32BE(headers.length);
-    const ciphertext = Buffer.concat([cipher.update(length), cipher.update(headers), cipher.update(response.body), cipher.final()]);
-    const body = Buffer.concat([Buffer.from([VERSION]), iv, cipher.getAuthTag(), ciphertext]);
+    const parts = [cipher.update(length), cipher.update(headers), cipher.update(response.body), cipher.final()];
+    // One copy of the body into the envelope: the tag is known once final() has run.
+    const body = Buffer.concat([Buffer.from([VERSION]), iv, cipher.getAuthTag(), ...parts]);
     return { status: response.status, headers: [[SEALED_HEADER, id]], body };
   }
 
