@@ -14,7 +14,7 @@ import { loadConfig, unknownEnvironmentVariables } from '../../src/config/load';
 import { reviewAdmission } from '../../src/webhook/admission';
 import { parseSidecarTemplate } from '../../src/webhook/template';
 import { applyJsonPatch, type PatchOperation } from '../helpers/json-patch';
-import { validateContainer, validateObject } from './kube-validate';
+import { renderValid as renderValidated, validateContainer, validateObject } from './kube-validate';
 import {
   CHART_DIR,
   chartRenderer,
@@ -109,17 +109,9 @@ const GATEWAY: Record<string, unknown> = { upstream: UPSTREAM, redis: { existing
 const WEBHOOK: Record<string, unknown> = { mode: 'webhook', redis: { existingSecret: 'payments-redis' } };
 const CONSUMER_FIXTURE = path.join(__dirname, 'fixtures', 'consumer');
 
-/** Renders and validates every object against the Kubernetes schemas. */
+/** The chart rendered as this file's release, every object validated. */
 function renderValid(options: RenderOptions): RenderedObject[] {
-  const rendered = render({ releaseName: RELEASE, namespace: NAMESPACE, ...options });
-  for (const { object, source } of rendered) {
-    try {
-      validateObject(object);
-    } catch (error) {
-      throw new Error(`${source}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }
-  return rendered;
+  return renderValidated({ releaseName: RELEASE, namespace: NAMESPACE, ...options });
 }
 
 function kinds(rendered: readonly RenderedObject[]): string[] {

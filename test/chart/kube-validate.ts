@@ -8,6 +8,7 @@
  * server adds in code (name formats, label values, port names, unique names in a list); the most
  * useful of those are checked here too.
  */
+import { render, type RenderedObject, type RenderOptions } from './render';
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
 import { Issuer } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Issuer';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
@@ -169,4 +170,17 @@ export function validateContainer(object: KubeObject, where: string, container: 
     fail(object, `${where} does not match the Container schema: ${error instanceof Error ? error.message : String(error)}`);
   }
   checkContainer(object, where, container as ContainerLike);
+}
+
+/** Renders the chart and validates every object against the Kubernetes schemas, naming the source of the first that fails. */
+export function renderValid(options: RenderOptions): RenderedObject[] {
+  const rendered = render(options);
+  for (const { object, source } of rendered) {
+    try {
+      validateObject(object);
+    } catch (error) {
+      throw new Error(`${source}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  return rendered;
 }

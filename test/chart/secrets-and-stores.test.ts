@@ -18,7 +18,7 @@ import { loadConfig, unknownEnvironmentVariables } from '../../src/config/load';
 import { reviewAdmission } from '../../src/webhook/admission';
 import { parseSidecarTemplate } from '../../src/webhook/template';
 import { applyJsonPatch, type PatchOperation } from '../helpers/json-patch';
-import { validateContainer, validateObject } from './kube-validate';
+import { renderValid as renderValidated, validateContainer, validateObject } from './kube-validate';
 import { chartRenderer, chartWithDependency, removeScratch, render, renderError, renderNotes, type KubeObject, type RenderOptions, type RenderedObject } from './render';
 
 interface EnvVar {
@@ -86,16 +86,9 @@ const EVERYTHING = {
   encryption: { existingSecret: 'payments-encryption' },
 };
 
+/** The chart rendered as this file's release, every object validated. */
 function renderValid(options: RenderOptions): RenderedObject[] {
-  const rendered = render({ releaseName: RELEASE, namespace: NAMESPACE, ...options });
-  for (const { object, source } of rendered) {
-    try {
-      validateObject(object);
-    } catch (error) {
-      throw new Error(`${source}: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  }
-  return rendered;
+  return renderValidated({ releaseName: RELEASE, namespace: NAMESPACE, ...options });
 }
 
 function one(rendered: readonly RenderedObject[], kind: string, name?: string): KubeObject {
