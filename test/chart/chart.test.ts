@@ -11,9 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig, unknownEnvironmentVariables } from '../../src/config/load';
-import { reviewAdmission } from '../../src/webhook/admission';
 import { parseSidecarTemplate } from '../../src/webhook/template';
-import { applyJsonPatch, type PatchOperation } from '../helpers/json-patch';
+import { injectedPod } from '../helpers/admission-review';
 import { renderValid as renderValidated, validateContainer, validateObject } from './kube-validate';
 import {
   CHART_DIR,
@@ -665,24 +664,7 @@ describe('webhook mode', () => {
       },
       spec: { containers: [{ name: 'app', image: 'registry.example/payments-api:7', ports: [{ name: 'http', containerPort: 8080 }] }] },
     };
-    const review = {
-      apiVersion: 'admission.k8s.io/v1',
-      kind: 'AdmissionReview',
-      request: {
-        uid: '705ab4f5-6393-11e8-b7cc-42010a800002',
-        kind: { group: '', version: 'v1', kind: 'Pod' },
-        resource: { group: '', version: 'v1', resource: 'pods' },
-        namespace: 'shop',
-        operation: 'CREATE',
-        object: pod,
-      },
-    };
-    const outcome = reviewAdmission(review, template);
-    if (!outcome.ok) throw new Error(outcome.message);
-    const { response } = outcome.review;
-    expect(response.allowed).toBe(true);
-    const patch = JSON.parse(decode(response.patch!)) as PatchOperation[];
-    const mutated = applyJsonPatch(structuredClone(pod), patch) as unknown as KubeObject;
+    const mutated = injectedPod(pod, template) as unknown as KubeObject;
     validateObject(mutated);
     const sidecar = container(mutated['spec'] as PodSpec, 'idempotency-sidecar');
     expect(envValue(sidecar, 'IDEMPOTENCY_UPSTREAM')).toBe('http://127.0.0.1:8080');

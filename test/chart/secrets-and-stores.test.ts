@@ -15,9 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig, unknownEnvironmentVariables } from '../../src/config/load';
-import { reviewAdmission } from '../../src/webhook/admission';
 import { parseSidecarTemplate } from '../../src/webhook/template';
-import { applyJsonPatch, type PatchOperation } from '../helpers/json-patch';
+import { injectedPod } from '../helpers/admission-review';
 import { renderValid as renderValidated, validateContainer, validateObject } from './kube-validate';
 import { chartRenderer, chartWithDependency, removeScratch, render, renderError, renderNotes, type KubeObject, type RenderOptions, type RenderedObject } from './render';
 
@@ -409,23 +408,7 @@ describe('every mode with everything on', () => {
         volumes: [{ name: 'data', emptyDir: {} }],
       },
     };
-    const review = {
-      apiVersion: 'admission.k8s.io/v1',
-      kind: 'AdmissionReview',
-      request: {
-        uid: '705ab4f5-6393-11e8-b7cc-42010a800002',
-        kind: { group: '', version: 'v1', kind: 'Pod' },
-        resource: { group: '', version: 'v1', resource: 'pods' },
-        namespace: 'shop',
-        operation: 'CREATE',
-        object: pod,
-      },
-    };
-    const outcome = reviewAdmission(review, parsed.template);
-    if (!outcome.ok) throw new Error(outcome.message);
-    expect(outcome.review.response.allowed).toBe(true);
-    const patch = JSON.parse(Buffer.from(outcome.review.response.patch!, 'base64').toString('utf8')) as PatchOperation[];
-    const mutated = applyJsonPatch(structuredClone(pod), patch) as unknown as KubeObject;
+    const mutated = injectedPod(pod, parsed.template) as unknown as KubeObject;
     validateObject(mutated);
     const spec = mutated['spec'] as PodSpec;
     expect(spec.volumes?.map((v) => v.name)).toEqual(['data', ...volumes.map((v) => v.name)]);

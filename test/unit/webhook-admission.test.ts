@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { podCreateReview } from '../helpers/admission-review';
 import { applyJsonPatch, type PatchOperation } from '../helpers/json-patch';
 import { reviewAdmission, type ReviewOutcome } from '../../src/webhook/admission';
 import { parseSidecarTemplate, type SidecarTemplate } from '../../src/webhook/template';
@@ -36,19 +37,7 @@ function pod(annotations: Record<string, string> | undefined, spec: Json = {}): 
 const INJECT = { 'idempotency-sidecar.io/inject': 'true', 'idempotency-sidecar.io/upstream-port': '3000' };
 
 function review(object: unknown, request: Json = {}): Json {
-  return {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: '705ab4f5-6393-11e8-b7cc-42010a800002',
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      namespace: 'shop',
-      operation: 'CREATE',
-      object,
-      ...request,
-    },
-  };
+  return podCreateReview(object, request);
 }
 
 function answered(outcome: ReviewOutcome): Extract<ReviewOutcome, { ok: true }> {
