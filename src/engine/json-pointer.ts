@@ -2,6 +2,7 @@
  * RFC 6901 JSON pointer, for routes that take the key from a body field (`/order_id`,
  * `/payment/reference`, `/items/0/id`).
  */
+import type { KeyLookup } from './key';
 
 export function resolvePointer(document: unknown, pointer: string): unknown {
   if (pointer === '') return document;
@@ -22,12 +23,7 @@ export function resolvePointer(document: unknown, pointer: string): unknown {
   return current;
 }
 
-export type BodyKeyLookup =
-  | { readonly kind: 'absent' }
-  | { readonly kind: 'present'; readonly key: string }
-  | { readonly kind: 'invalid'; readonly reason: string };
-
-const ABSENT: BodyKeyLookup = { kind: 'absent' };
+const ABSENT: KeyLookup = { kind: 'absent' };
 
 /**
  * The key a JSON body holds at `pointer`:
@@ -41,7 +37,7 @@ const ABSENT: BodyKeyLookup = { kind: 'absent' };
  *   12345678901234567000), so two different orders would share one key and the second would get
  *   the first one's response; such a key must be sent as a string.
  */
-export function keyFromJsonBody(body: Buffer, pointer: string): BodyKeyLookup {
+export function keyFromJsonBody(body: Buffer, pointer: string): KeyLookup {
   let document: unknown;
   try {
     // V8's JSON.parse is not recursive, so deep nesting within the body limit cannot overflow the stack.

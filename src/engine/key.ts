@@ -4,6 +4,12 @@
  * accepted; either way the key is 1 to 255 characters of visible ASCII (0x21 to 0x7E).
  */
 
+/** What looking for a request's key found: none, a valid key, or one to refuse with a reason. */
+export type KeyLookup =
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'present'; readonly key: string }
+  | { readonly kind: 'invalid'; readonly reason: string };
+
 export const MAX_KEY_LENGTH = 255;
 
 export type KeyParseResult =

@@ -13,7 +13,7 @@ import { SidecarError } from '../errors';
 import { FingerprintBuilder } from '../engine/fingerprint';
 import type { EngineResult, IdempotencyEngine } from '../engine/idempotency-engine';
 import { keyFromJsonBody } from '../engine/json-pointer';
-import { parseIdempotencyKey, validateKey } from '../engine/key';
+import { type KeyLookup, parseIdempotencyKey, validateKey } from '../engine/key';
 import { answerClientError, serverOptions, type ClientLimits } from './client-limits';
 import { guardedChannel, requestChannel, type RequestEvent, type RequestOutcome } from './events';
 import { continueInOrder } from './expect-continue';
@@ -37,11 +37,6 @@ export interface ProxyServerDependencies {
   readonly tls?: https.ServerOptions;
   readonly limits: ClientLimits;
 }
-
-type KeyLookup =
-  | { readonly kind: 'absent' }
-  | { readonly kind: 'present'; readonly key: string }
-  | { readonly kind: 'invalid'; readonly reason: string };
 
 export interface ProxyServer {
   readonly server: http.Server | https.Server;
