@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { type RedisHandle, startRedis } from '../test/helpers/redis-server';
+import { seededRandom } from '../test/helpers/seeded-random';
 import { paymentRequestBody } from './payload';
 import {
   type BenchProcess,
@@ -330,7 +331,7 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       }
     }
 
-    const random = mulberry32(options.seed);
+    const random = seededRandom(options.seed);
     const orders: string[][] = [];
     for (let round = 1; round <= options.rounds; round += 1) {
       const order = shuffle([...cells], random);
@@ -791,18 +792,6 @@ function describeMachine(root: string): Machine {
     autocannon: autocannonVersion,
     commit,
     srcModified,
-  };
-}
-
-/** A small seeded PRNG, so that a run's orders can be repeated with its seed. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

@@ -20,16 +20,9 @@ import { send, freshKey, sleep, type Reply } from '../helpers/client';
 import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-upstream';
 import { startRedis, type RedisHandle } from '../helpers/redis-server';
 import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
+import { waitFor } from '../helpers/wait';
 
 const LOCK_TTL_MS = 1_000;
-
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(20);
-  }
-}
 
 describe.each(['hold', 'release'] as const)('store down across the completion, IDEMPOTENCY_ON_UNKNOWN=%s', (onUnknown) => {
   let upstream: PaymentUpstream;
@@ -63,7 +56,7 @@ describe.each(['hold', 'release'] as const)('store down across the completion, I
     const key = freshKey('lost');
     const body = '{"amount":1000}';
     const first = send(sidecar.url, '/slow?ms=600', { key, body });
-    await waitFor(() => upstream.countKey(key) === 1, 5_000, 'the upstream call started');
+    await waitFor(() => upstream.countKey(key) === 1, { timeoutMs: 5_000, what: 'the upstream call started', intervalMs: 20 });
     await redis.stop();
     const given = await first;
     // Down for longer than the owner retries its write (one lock TTL) and than its lease.

@@ -19,7 +19,8 @@ import {
   STORE_TIMEOUT_MS,
   UPSTREAM_TIMEOUT_MS,
 } from './scenarios';
-import { type Answer, answerType, PaymentClient, planPayments, seededRandom, sleep } from './workload';
+import { seededRandom } from '../helpers/seeded-random';
+import { type Answer, answerType, PaymentClient, planPayments, sleep } from './workload';
 
 export interface Evidence {
   readonly key: string;

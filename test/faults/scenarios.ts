@@ -56,7 +56,7 @@ export interface Scenario {
   /** Runs the scenario's faults, timed against the workload; undoes what it does. */
   readonly inject: (ctx: FaultContext) => Promise<void>;
   /** What the run must show for it to have tested anything; each false one fails the run. */
-  readonly exercised: readonly { readonly name: string; readonly check: (result: CheckResult, events: readonly FaultEvent[]) => boolean }[];
+  readonly exercised: readonly Exercised[];
 }
 
 /** Every run: some keys declined (402, stored), some answered a release-set status first. */
@@ -65,6 +65,12 @@ const BASE_SHARES: PlanOptions['shares'] = { decline: 0.05, release: 0.05, slow:
 export const SLOW_MS: readonly [number, number] = [Math.round(LOCK_TTL_MS * 1.3), Math.round(LOCK_TTL_MS * 2.5)];
 export const HANG_MS = UPSTREAM_TIMEOUT_MS + 1_000;
 
+/** Something a scenario's run must have shown, or the fault did not bite and the run proves nothing. */
+interface Exercised {
+  readonly name: string;
+  readonly check: (result: CheckResult, events: readonly FaultEvent[]) => boolean;
+}
+
 const releaseExercised = {
   name: 'some released keys ran again (release-set status, then a retry)',
   check: (result: CheckResult) => result.keysWithRepeatedAllowedExecutions > 0,
@@ -72,6 +78,15 @@ const releaseExercised = {
 
 const hit = (kind: string) => (events: readonly FaultEvent[]): boolean =>
   events.some((e) => e.kind === kind && (e.clientRequests ?? 0) > 0);
+
+/** What a run of every fault at once must have shown (mixed and mixed-wait). */
+const MIXED_EXERCISED: readonly Exercised[] = [
+  { name: 'a replica was killed with client requests on it', check: (_, events) => hit('SIGKILL')(events) },
+  { name: 'a replica was frozen with client requests on it', check: (_, events) => hit('SIGSTOP')(events) },
+  { name: 'clients got 503 store-unavailable', check: (result) => (result.answersByType['503 store-unavailable'] ?? 0) > 0 },
+  { name: 'clients got 502 upstream-reset', check: (result) => (result.answersByType['502 upstream-reset'] ?? 0) > 0 },
+  { name: 'executions outlasted the lock TTL', check: (result) => result.slowExecutions > 0 },
+];
 
 // --------------------------------------------------------------------------- fault actions
 
@@ -275,11 +290,7 @@ export const SCENARIOS: readonly Scenario[] = [
     inject: injectEverything,
     exercised: [
       releaseExercised,
-      { name: 'a replica was killed with client requests on it', check: (_, events) => hit('SIGKILL')(events) },
-      { name: 'a replica was frozen with client requests on it', check: (_, events) => hit('SIGSTOP')(events) },
-      { name: 'clients got 503 store-unavailable', check: (result) => (result.answersByType['503 store-unavailable'] ?? 0) > 0 },
-      { name: 'clients got 502 upstream-reset', check: (result) => (result.answersByType['502 upstream-reset'] ?? 0) > 0 },
-      { name: 'executions outlasted the lock TTL', check: (result) => result.slowExecutions > 0 },
+      ...MIXED_EXERCISED,
     ],
   },
   {
@@ -295,11 +306,7 @@ export const SCENARIOS: readonly Scenario[] = [
         check: (result) => (result.answersByType['201 replayed'] ?? 0) > (result.answersByType['409 request-in-flight'] ?? 0),
       },
       releaseExercised,
-      { name: 'a replica was killed with client requests on it', check: (_, events) => hit('SIGKILL')(events) },
-      { name: 'a replica was frozen with client requests on it', check: (_, events) => hit('SIGSTOP')(events) },
-      { name: 'clients got 503 store-unavailable', check: (result) => (result.answersByType['503 store-unavailable'] ?? 0) > 0 },
-      { name: 'clients got 502 upstream-reset', check: (result) => (result.answersByType['502 upstream-reset'] ?? 0) > 0 },
-      { name: 'executions outlasted the lock TTL', check: (result) => result.slowExecutions > 0 },
+      ...MIXED_EXERCISED,
     ],
   },
   {

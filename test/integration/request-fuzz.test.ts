@@ -16,6 +16,7 @@
 import { startPaymentUpstream, type Execution, type PaymentUpstream } from '../helpers/payment-upstream';
 import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
 import { rawExchange, type RawExchange, type RawResponse } from '../helpers/raw-http';
+import { seededRandom } from '../helpers/seeded-random';
 
 const CASES = 300;
 const PARALLEL = 12;
@@ -34,18 +35,6 @@ function seedsToRun(given: string | undefined): number[] {
   return [seed];
 }
 const REFUSALS = new Set(['bad-request', 'request-timeout', 'body-too-large', 'headers-too-large', 'key-malformed', 'key-required'].map((code) => `urn:idempotency-sidecar:problem:${code}`));
-
-/** mulberry32: small, seedable, good enough to pick mutations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 interface FuzzCase {
   readonly id: number;
@@ -135,7 +124,7 @@ const MUTATIONS: Record<string, Mutation> = {
 };
 
 function buildCases(seed: number): FuzzCase[] {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const names = Object.keys(MUTATIONS);
   return Array.from({ length: CASES }, (_, id) => {
     const base = pick(baseRequests(id), random);

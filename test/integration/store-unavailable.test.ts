@@ -6,16 +6,9 @@ import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-u
 import { startRedis, type RedisHandle } from '../helpers/redis-server';
 import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
 import { freshKey, send, sleep } from '../helpers/client';
+import { waitFor } from '../helpers/wait';
 
 const PROBLEM = 'urn:idempotency-sidecar:problem:';
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(100);
-  }
-}
 
 describe('record store unavailable, reject mode', () => {
   let upstream: PaymentUpstream;
@@ -51,7 +44,7 @@ describe('record store unavailable, reject mode', () => {
     expect((await send(sidecar.url, '/echo/while-down', { method: 'GET' })).status).toBe(200);
 
     await redis.restart();
-    await waitFor(async () => (await send(sidecar.adminUrl, '/readyz', { method: 'GET' })).status === 200);
+    await waitFor(async () => (await send(sidecar.adminUrl, '/readyz', { method: 'GET' })).status === 200, { intervalMs: 100 });
     const after = await send(sidecar.url, '/payments', { key, body: '{}' });
     expect(after.status).toBe(201);
     expect((await send(sidecar.url, '/payments', { key, body: '{}' })).header('idempotent-replayed')).toBe('true');
@@ -72,7 +65,7 @@ describe('record store unavailable, reject mode', () => {
     } finally {
       await redis.resume();
     }
-    await waitFor(async () => (await send(sidecar.adminUrl, '/readyz', { method: 'GET' })).status === 200);
+    await waitFor(async () => (await send(sidecar.adminUrl, '/readyz', { method: 'GET' })).status === 200, { intervalMs: 100 });
     expect((await send(sidecar.url, '/payments', { key, body: '{}' })).status).toBe(201);
     expect(upstream.countKey(key)).toBe(1);
   });

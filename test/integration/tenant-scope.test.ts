@@ -27,6 +27,7 @@ import {
   type CertificateAuthority,
   type ServerCertificate,
 } from '../helpers/tls-certificates';
+import { waitFor } from '../helpers/wait';
 
 jest.setTimeout(120_000);
 
@@ -352,7 +353,7 @@ describe('tenant from the client certificate, on the HTTPS listener', () => {
     await expect(send(sidecar.url, '/payments', { method: 'GET', dispatcher: clientAgent(certificate()) })).rejects.toThrow();
     expect(upstream.executions.length).toBe(executionsBefore);
     expect(upstream.countKey(key)).toBe(0);
-    await waitFor(() => sidecar.logs().filter((line) => line['msg'] === 'TLS handshake refused on the proxy listener').length >= refusalsBefore + 2);
+    await waitFor(() => sidecar.logs().filter((line) => line['msg'] === 'TLS handshake refused on the proxy listener').length >= refusalsBefore + 2, { timeoutMs: 60_000, intervalMs: 200 });
   });
 
   test('an upgrade passes through the HTTPS listener as a tunnel', async () => {
@@ -383,7 +384,7 @@ describe('tenant from the client certificate, on the HTTPS listener', () => {
     // A half-written rotation (the new certificate, the old key) is refused; the old pair serves.
     const next = issueServerCertificate(serverCa, certDir, 'listener-2');
     fs.copyFileSync(next.certPath, path.join(tlsDir, 'tls.crt'));
-    await waitFor(() => sidecar.logs().some((line) => line['msg'] === 'new TLS certificate or key refused; still serving the previous pair'));
+    await waitFor(() => sidecar.logs().some((line) => line['msg'] === 'new TLS certificate or key refused; still serving the previous pair'), { timeoutMs: 60_000, intervalMs: 200 });
     expect(await servedSerial(alice)).toBe(firstSerial);
 
     // A CA bundle that now trusts the CA it refused before, then the rest of the rotation: the
@@ -391,7 +392,7 @@ describe('tenant from the client certificate, on the HTTPS listener', () => {
     writeCaBundle([clientCaA, clientCaB, otherCa]);
     fs.copyFileSync(next.keyPath, path.join(tlsDir, 'tls.key'));
     const nextSerial = new X509Certificate(next.cert).serialNumber;
-    await waitFor(async () => (await servedSerial(alice)) === nextSerial);
+    await waitFor(async () => (await servedSerial(alice)) === nextSerial, { timeoutMs: 60_000, intervalMs: 200 });
 
     const newcomer = issueClientCertificate(otherCa, certDir, 'newcomer', '/O=acme/CN=newcomer-8b21');
     const key = freshKey('rotated');
@@ -440,10 +441,3 @@ describe('listener TLS files that do not load', () => {
 });
 
 /** Polls until `condition` holds; the files are re-read every 10 s, so allow several rounds. */
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await sleep(200);
-  }
-}

@@ -14,6 +14,7 @@ import { applyJsonPatch, type PatchOperation } from '../helpers/json-patch';
 import { runSidecarCommand } from '../helpers/sidecar-process';
 import { createCertificateAuthority, issueServerCertificate, type CertificateAuthority } from '../helpers/tls-certificates';
 import { httpsRequest, servedCertificateSerial, startWebhookProcess, type WebhookProcess } from '../helpers/webhook-process';
+import { waitFor } from '../helpers/wait';
 
 /** Pods as the tests read them: nested fields without a cast at every step. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -233,26 +234,18 @@ describe('TLS', () => {
     fs.writeFileSync(certPath, second.cert);
     expect(await servedCertificateSerial(webhook.port, ca.cert)).toBe(firstSerial);
     fs.writeFileSync(keyPath, second.key);
-    await waitFor(async () => (await servedCertificateSerial(webhook.port, ca.cert)) === serialOf(second.cert));
+    await waitFor(async () => (await servedCertificateSerial(webhook.port, ca.cert)) === serialOf(second.cert), { timeoutMs: 5_000, what: () => `webhook output:\n${webhook.output()}` });
     const reply = await admit(review(pod(undefined)));
     expect(reply['allowed']).toBe(true);
 
     // A broken certificate file: refused, the second pair keeps serving.
     fs.writeFileSync(certPath, '-----BEGIN CERTIFICATE-----\ntruncated\n');
-    await waitFor(() => webhook.output().includes('new TLS certificate or key refused'));
+    await waitFor(() => webhook.output().includes('new TLS certificate or key refused'), { timeoutMs: 5_000, what: () => `webhook output:\n${webhook.output()}` });
     expect(await servedCertificateSerial(webhook.port, ca.cert)).toBe(serialOf(second.cert));
     expect((await httpsRequest(`${webhook.url}/healthz`, { ca: ca.cert })).status).toBe(200);
     fs.writeFileSync(certPath, second.cert);
   });
 });
-
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms; webhook output:\n${webhook.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('the webhook process', () => {
   test('a bad setting exits 2 with one line naming it', async () => {
