@@ -464,6 +464,15 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
       expect(upstream.countKey(key)).toBe(2);
     });
 
+    test.each(['HEAD', 'OPTIONS'])('%s with a key is not guarded: every one reaches the upstream', async (method) => {
+      const key = freshKey();
+      const first = await send(sidecar.url, '/echo/path', { method, key });
+      const second = await send(sidecar.url, '/echo/path', { method, key });
+      expect([first.status, second.status]).toEqual([200, 200]);
+      expect(second.header('idempotent-replayed')).toBeUndefined();
+      expect(upstream.countKey(key)).toBe(2);
+    });
+
     test('a chunked request body streams through', async () => {
       async function* chunks(): AsyncGenerator<Buffer> {
         for (let i = 0; i < 50; i++) yield Buffer.alloc(10_000, 0x62);
