@@ -551,7 +551,7 @@ async function prepare(ctx: Context, scenario: Scenario, bodyBytes: number): Pro
 }
 
 async function send(ctx: Context, origin: string, scenario: Scenario, bodyBytes: number, key: string | undefined, timeoutMs = 10_000): Promise<number> {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  const headers: Record<string, string> = { 'content-type': 'application/json', authorization: 'Bearer bench-client' };
   if (key !== undefined) headers['idempotency-key'] = key;
   const response = await request(`${origin}${scenario.path}`, {
     method: scenario.method,

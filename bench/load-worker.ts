@@ -34,7 +34,7 @@ function run(job: LoadJob): Promise<LoadResult> {
   const body = paymentRequestBody(job.bodyBytes);
   let counter = 0;
   const keys = job.keys;
-  const headers: Record<string, string> = body.length > 0 ? { 'content-type': 'application/json' } : {};
+  const headers: Record<string, string> = { ...CLIENT_HEADERS, ...(body.length > 0 ? { 'content-type': 'application/json' } : {}) };
   const request: autocannon.Request = { method: job.method, path: job.path, body, headers };
   if (keys.kind === 'unique') {
     // autocannon hands setupRequest a fresh copy of the request and its headers each time.
@@ -92,6 +92,9 @@ function run(job: LoadJob): Promise<LoadResult> {
   });
 }
 
+/** Every request identifies its client, as a payment API's clients do: the sidecar scopes keys by it. */
+const CLIENT_HEADERS: Readonly<Record<string, string>> = { authorization: 'Bearer bench-client' };
+
 /** The Idempotency-Key of the n-th request of a job (undefined: no key header). */
 function keyOf(job: LoadJob, n: number): string | undefined {
   const keys = job.keys;
@@ -110,7 +113,7 @@ function keyOf(job: LoadJob, n: number): string | undefined {
 async function runOpenLoop(job: LoadJob, rate: number): Promise<LoadResult> {
   const pool = new Pool(job.origin, { connections: job.connections, keepAliveTimeout: 10_000 });
   const body = paymentRequestBody(job.bodyBytes);
-  const baseHeaders: Record<string, string> = body.length > 0 ? { 'content-type': 'application/json' } : {};
+  const baseHeaders: Record<string, string> = { ...CLIENT_HEADERS, ...(body.length > 0 ? { 'content-type': 'application/json' } : {}) };
   const samples = new Float64Array(Math.min(MAX_SAMPLES, Math.ceil(rate * job.durationS) + 16));
   let count = 0;
   let responses = 0;

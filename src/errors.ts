@@ -8,6 +8,10 @@ export const PROBLEM_TYPE_BASE = 'urn:idempotency-sidecar:problem:';
 
 export type ProblemCode =
   | 'bad-request'
+  | 'path-ambiguous'
+  | 'transfer-coding-unsupported'
+  | 'tenant-missing'
+  | 'overloaded'
   | 'headers-too-large'
   | 'request-timeout'
   | 'key-required'
@@ -34,6 +38,10 @@ interface ProblemDefinition {
 
 const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
   'bad-request': { status: 400, title: 'Malformed HTTP request' },
+  'path-ambiguous': { status: 400, title: 'Ambiguous request path' },
+  'transfer-coding-unsupported': { status: 501, title: 'Transfer coding not supported' },
+  'tenant-missing': { status: 400, title: 'No tenant to scope the idempotency key to' },
+  'overloaded': { status: 503, title: 'The sidecar holds as many guarded requests as it may' },
   'headers-too-large': { status: 431, title: 'Request header fields too large' },
   'request-timeout': { status: 408, title: 'Request not received in time' },
   'key-required': { status: 400, title: 'Idempotency key required' },

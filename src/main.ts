@@ -18,6 +18,7 @@ import { IdempotencyEngine } from './engine/idempotency-engine';
 import { type Logger, logEvents } from './observability/logger';
 import { SidecarMetrics } from './observability/metrics';
 import { PassThrough } from './proxy/passthrough';
+import { BodyBudget } from './proxy/body-budget';
 import { createProxyServer } from './proxy/proxy-server';
 import { UpstreamClient } from './proxy/upstream-client';
 import { EncryptingRecordStore } from './store/encrypting-store';
@@ -85,6 +86,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     {
       lockTtlMs: config.lockTtlMs,
       waitTimeoutMs: config.waitTimeoutMs,
+      maxWaiters: config.maxWaiters,
       onUnknown: config.onUnknown,
       storeUnavailable: config.storeUnavailable,
       releaseStatuses: new Set(config.releaseStatuses),
@@ -97,6 +99,8 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     maxBody: config.maxBody,
     tenantHeaders: config.tenantHeaders,
     tenantFrom: config.tenantFrom,
+    tenantMissing: config.tenantMissing,
+    bodyBudget: new BodyBudget(config.maxBodyMemory),
     ...(listenerTls === undefined ? {} : { tls: serverTlsOptions(listenerTls.pair) }),
     limits: {
       headersTimeoutMs: config.clientHeaderTimeoutMs,

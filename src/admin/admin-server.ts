@@ -93,10 +93,14 @@ function toView(record: TenantRecord): KeyRecordView {
   };
 }
 
-/** Constant-time comparison of digests, so the token's length does not leak either. */
+/**
+ * Constant-time comparison of digests, so the token's length does not leak either. The scheme is
+ * case-insensitive (RFC 9110 section 11.1): `bearer` and `BEARER` are Bearer.
+ */
 function authorized(header: string | undefined, token: string): boolean {
-  if (!header?.startsWith('Bearer ')) return false;
-  const given = createHash('sha256').update(header.slice('Bearer '.length)).digest();
+  const credentials = header === undefined ? null : /^bearer +(\S+) *$/i.exec(header);
+  if (credentials === null) return false;
+  const given = createHash('sha256').update(credentials[1] ?? '').digest();
   const expected = createHash('sha256').update(token).digest();
   return timingSafeEqual(given, expected);
 }

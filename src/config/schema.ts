@@ -23,6 +23,7 @@ import type {
   OnUnknownMode,
   RouteRule,
   StoreUnavailableMode,
+  TenantMissingMode,
   TenantSource,
 } from './settings';
 
@@ -55,10 +56,13 @@ export const SETTING_NAMES = [
   'lockTtl',
   'concurrent',
   'waitTimeout',
+  'maxWaiters',
   'upstreamTimeout',
   'maxBody',
+  'maxBodyMemory',
   'tenantHeaders',
   'tenantFrom',
+  'tenantMissing',
   'tlsCertFile',
   'tlsKeyFile',
   'tlsClientCaFile',
@@ -100,6 +104,7 @@ const CONCURRENT_MODES = ['reject', 'wait'] as const satisfies readonly Concurre
 const STORE_UNAVAILABLE_MODES = ['reject', 'passthrough'] as const satisfies readonly StoreUnavailableMode[];
 const ON_UNKNOWN_MODES = ['hold', 'release'] as const satisfies readonly OnUnknownMode[];
 const TENANT_SOURCES = ['headers', 'client-certificate'] as const satisfies readonly TenantSource[];
+const TENANT_MISSING_MODES = ['reject', 'shared'] as const satisfies readonly TenantMissingMode[];
 const LOG_LEVELS = [
   'fatal',
   'error',
@@ -146,10 +151,13 @@ export const DEFAULTS: Defaults = deepFreeze({
   lockTtlMs: 10_000,
   concurrent: 'reject',
   waitTimeoutMs: 30_000,
+  maxWaiters: 1_000,
   upstreamTimeoutMs: 30_000,
   maxBody: 1_048_576,
+  maxBodyMemory: 64 * 1_048_576,
   tenantHeaders: ['authorization'],
   tenantFrom: 'headers',
+  tenantMissing: 'reject',
   clientHeaderTimeoutMs: 10_000,
   clientRequestTimeoutMs: 60_000,
   maxHeaderSize: 16_384,
@@ -240,11 +248,19 @@ const HELP: Readonly<Record<SettingName, { readonly default: string; readonly me
     default: formatDuration(DEFAULTS.waitTimeoutMs),
     meaning: 'longest wait in wait mode before answering 409',
   },
+  maxWaiters: {
+    default: String(DEFAULTS.maxWaiters),
+    meaning: 'most duplicates this process keeps waiting at once in wait mode; the next one gets 409 without waiting',
+  },
   upstreamTimeout: {
     default: formatDuration(DEFAULTS.upstreamTimeoutMs),
     meaning: "longest wait for the upstream's response",
   },
   maxBody: { default: String(DEFAULTS.maxBody), meaning: 'largest guarded request body, in bytes' },
+  maxBodyMemory: {
+    default: String(DEFAULTS.maxBodyMemory),
+    meaning: 'most bytes of guarded request bodies held in memory at once; a guarded request past it gets 503 with Retry-After',
+  },
   tenantHeaders: {
     default: list(DEFAULTS.tenantHeaders.map(headerCase)),
     meaning: 'comma-separated request headers whose values scope keys to a client; empty: no scoping',
@@ -252,6 +268,10 @@ const HELP: Readonly<Record<SettingName, { readonly default: string; readonly me
   tenantFrom: {
     default: DEFAULTS.tenantFrom,
     meaning: "headers: the tenant headers scope keys; client-certificate: the verified client certificate's subject does",
+  },
+  tenantMissing: {
+    default: DEFAULTS.tenantMissing,
+    meaning: 'reject: a keyed guarded request with none of the tenant headers gets 400 tenant-missing; shared: such requests share one tenant',
   },
   tlsCertFile: { default: 'unset', meaning: 'PEM certificate of the proxy listener; with tlsKeyFile it speaks HTTPS' },
   tlsKeyFile: { default: 'unset', meaning: 'PEM private key of tlsCertFile' },
@@ -643,6 +663,20 @@ const maxBody: Check<number> = (value, report) => {
   return n;
 };
 
+const bodyMemory: Check<number> = (value, report) => {
+  const n = wholeNumber(value);
+  if (n === undefined || n < 1) {
+    return report(`${show(value)} is not a size; use a whole number of bytes greater than 0, e.g. 67108864 (64 MiB)`);
+  }
+  return n;
+};
+
+const waiterCount: Check<number> = (value, report) => {
+  const n = wholeNumber(value);
+  if (n === undefined) return report(`${show(value)} is not a count; use a whole number, e.g. 1000 (0: no duplicate waits)`);
+  return n;
+};
+
 /** A readable file, named by its path; the sidecar reads it at start-up. */
 const readableFile: Check<string> = (value, report) => {
   if (typeof value !== 'string' || value.trim() === '') return report(`${show(value)} is not a file path; give the path of a readable file`);
@@ -756,10 +790,13 @@ const rulePath: Check<string> = (value, report) => {
     return report(`${show(value)} has a * that is not a final /*; use an exact path or a prefix like /payments/*`);
   }
   const normal = normalizePath(value);
+  if (typeof normal !== 'string') {
+    return report(`${show(value)} has ${normal.refused}, which a guarded request's path is refused for; write the path as the upstream routes it`);
+  }
   if (normal !== value) {
     return report(
-      `${show(value)} would never match: requests are matched after resolving . and .., merging // and ` +
-        `decoding %-escaped letters and digits; write ${normal}`,
+      `${show(value)} would never match: requests are matched after merging //, decoding %-escaped letters and digits ` +
+        `and leaving out ;parameters; write ${normal}`,
     );
   }
   return value;
@@ -797,7 +834,7 @@ const keySource: Check<KeySource> = (value, report) => {
   return { from, pointer: given };
 };
 
-const ROUTE_KEYS = ['path', 'methods', 'guard', 'requireKey', 'ttl', 'concurrent', 'key'] as const;
+const ROUTE_KEYS = ['path', 'methods', 'guard', 'requireKey', 'ttl', 'concurrent', 'key', 'caseInsensitive', 'trailingSlash'] as const;
 
 const routeRule = z
   .strictObject(
@@ -809,10 +846,19 @@ const routeRule = z
       ttl: optional(duration({ timer: false })),
       concurrent: optional(oneOf(CONCURRENT_MODES)),
       key: optional(keySource),
+      caseInsensitive: optional(boolean),
+      trailingSlash: optional(boolean),
     },
     { error: 'is not a route rule; each rule is a mapping, e.g. { path: /payments/*, requireKey: true }' },
   )
   .superRefine((rule, ctx) => {
+    if (rule.trailingSlash === true && rule.path.endsWith('/*')) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['trailingSlash'],
+        message: `has no effect on ${rule.path}: a /* rule matches its path with a trailing slash already; remove it`,
+      });
+    }
     if (rule.guard !== false) return;
     const pointless = (['requireKey', 'ttl', 'concurrent', 'key'] as const).filter((k) => rule[k] !== undefined);
     if (pointless.length > 0) {
@@ -835,6 +881,8 @@ const routeRule = z
     if (rule.ttl !== undefined) out.ttlMs = rule.ttl;
     if (rule.concurrent !== undefined) out.concurrent = rule.concurrent;
     if (rule.key !== undefined) out.key = rule.key;
+    if (rule.caseInsensitive !== undefined) out.caseInsensitive = rule.caseInsensitive;
+    if (rule.trailingSlash !== undefined) out.trailingSlash = rule.trailingSlash;
     return out;
   });
 
@@ -880,10 +928,13 @@ export const settingsSchema = z
     lockTtl: withDefault(duration({ timer: true }), DEFAULTS.lockTtlMs),
     concurrent: withDefault(oneOf(CONCURRENT_MODES), DEFAULTS.concurrent),
     waitTimeout: withDefault(duration({ timer: true }), DEFAULTS.waitTimeoutMs),
+    maxWaiters: withDefault(waiterCount, DEFAULTS.maxWaiters),
     upstreamTimeout: withDefault(duration({ timer: true }), DEFAULTS.upstreamTimeoutMs),
     maxBody: withDefault(maxBody, DEFAULTS.maxBody),
+    maxBodyMemory: withDefault(bodyMemory, DEFAULTS.maxBodyMemory),
     tenantHeaders: withDefault(listOf(headerName({ forKey: false })), DEFAULTS.tenantHeaders),
     tenantFrom: withDefault(oneOf(TENANT_SOURCES), DEFAULTS.tenantFrom),
+    tenantMissing: withDefault(oneOf(TENANT_MISSING_MODES), DEFAULTS.tenantMissing),
     tlsCertFile: optional(readableFile),
     tlsKeyFile: optional(readableFile),
     tlsClientCaFile: optional(readableFile),
@@ -1025,6 +1076,24 @@ export const settingsSchema = z
           message: 'are both set; give the keys one way: keep one',
         });
       }
+      if (s.tenantFrom === 'headers' && s.tenantHeaders.length === 0 && s.tenantMissing === 'reject') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tenantHeaders'],
+          params: { also: ['tenantMissing'] },
+          message:
+            `is empty while ${envName('tenantMissing')} is reject: every keyed request would get 400 tenant-missing; ` +
+            `name the headers that identify a client, or set ${envName('tenantMissing')}=shared for an API with a single client`,
+        });
+      }
+      if (s.maxBodyMemory < s.maxBody) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['maxBodyMemory'],
+          params: { also: ['maxBody'] },
+          message: `is ${s.maxBodyMemory} bytes, less than one body of the largest size (${s.maxBody}); raise it, or lower the body limit`,
+        });
+      }
       if (s.clientHeaderTimeout > s.clientRequestTimeout) {
         ctx.addIssue({
           code: 'custom',
@@ -1034,7 +1103,7 @@ export const settingsSchema = z
         });
       }
     },
-    { when: parsedCleanly(['tlsCertFile', 'tlsKeyFile', 'tlsClientCaFile', 'tenantFrom', 'encryptionKeys', 'encryptionKeysFile', 'clientHeaderTimeout', 'clientRequestTimeout']) },
+    { when: parsedCleanly(['tlsCertFile', 'tlsKeyFile', 'tlsClientCaFile', 'tenantFrom', 'tenantHeaders', 'tenantMissing', 'maxBody', 'maxBodyMemory', 'encryptionKeys', 'encryptionKeysFile', 'clientHeaderTimeout', 'clientRequestTimeout']) },
   )
   .superRefine(
     (s, ctx) => {
@@ -1044,7 +1113,7 @@ export const settingsSchema = z
         const i = rules.findIndex(
           (earlier, k) =>
             k < j &&
-            pathCovers(earlier.path, later.path) &&
+            pathCovers(earlier, later) &&
             laterMethods.every((m) => (earlier.methods ?? s.methods).includes(m)),
         );
         if (i !== -1) {
@@ -1084,10 +1153,13 @@ export const settingsSchema = z
       lockTtlMs: s.lockTtl,
       concurrent: s.concurrent,
       waitTimeoutMs: s.waitTimeout,
+      maxWaiters: s.maxWaiters,
       upstreamTimeoutMs: s.upstreamTimeout,
       maxBody: s.maxBody,
+      maxBodyMemory: s.maxBodyMemory,
       tenantHeaders: s.tenantHeaders,
       tenantFrom: s.tenantFrom,
+      tenantMissing: s.tenantMissing,
       ...(s.tlsCertFile === undefined ? {} : { tlsCertFile: s.tlsCertFile }),
       ...(s.tlsKeyFile === undefined ? {} : { tlsKeyFile: s.tlsKeyFile }),
       ...(s.tlsClientCaFile === undefined ? {} : { tlsClientCaFile: s.tlsClientCaFile }),

@@ -10,6 +10,8 @@ export type OnUnknownMode = 'hold' | 'release';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 /** What scopes a key to one client: the tenant headers, or the verified client certificate's subject. */
 export type TenantSource = 'headers' | 'client-certificate';
+/** A keyed guarded request without any tenant header: refused (400), or put in one shared tenant. */
+export type TenantMissingMode = 'reject' | 'shared';
 
 export type KeySource =
   | { readonly from: 'header'; readonly name: string }
@@ -26,6 +28,10 @@ export interface RouteRule {
   readonly ttlMs?: number;
   readonly concurrent?: ConcurrentMode;
   readonly key?: KeySource;
+  /** `/Payments` matches `/payments` (for upstreams that route case-insensitively, as Express does). */
+  readonly caseInsensitive?: boolean;
+  /** An exact rule also matches its path with a trailing `/` (Express's default, too). */
+  readonly trailingSlash?: boolean;
 }
 
 export interface Config {
@@ -62,11 +68,16 @@ export interface Config {
   readonly lockTtlMs: number;
   readonly concurrent: ConcurrentMode;
   readonly waitTimeoutMs: number;
+  /** Most duplicates one process keeps waiting at once in `wait` mode; the next gets 409 at once. */
+  readonly maxWaiters: number;
   readonly upstreamTimeoutMs: number;
   readonly maxBody: number;
+  /** Most bytes of guarded request bodies held in memory at once; a request past it gets 503. */
+  readonly maxBodyMemory: number;
   /** Lower case; may be empty (no tenant scoping). */
   readonly tenantHeaders: readonly string[];
   readonly tenantFrom: TenantSource;
+  readonly tenantMissing: TenantMissingMode;
   /** PEM files of the proxy listener: set both and it speaks HTTPS. */
   readonly tlsCertFile?: string;
   readonly tlsKeyFile?: string;

@@ -113,7 +113,7 @@ async function serve(): Promise<void> {
       `sidecar      ${sidecar.proxyUrl}   admin ${sidecar.adminUrl}`,
       '',
       'Try it (send it twice):',
-      `  curl -i -X POST ${sidecar.proxyUrl}/payments -H 'Idempotency-Key: order-1' -H 'Content-Type: application/json' -d '{"amount":1000}'`,
+      `  curl -i -X POST ${sidecar.proxyUrl}/payments -H 'Authorization: Bearer demo-client' -H 'Idempotency-Key: order-1' -H 'Content-Type: application/json' -d '{"amount":1000}'`,
       `  curl -s ${sidecar.adminUrl}/keys/order-1 -H 'Authorization: Bearer demo-admin-token-0123456789'`,
       '',
     ].join('\n'),

@@ -40,6 +40,12 @@ export interface RecordUnreadableEvent {
   readonly error: unknown;
 }
 
+export interface WaitersFullEvent {
+  readonly scope: RecordScope;
+  /** The waiters of this process at that moment: the configured bound. */
+  readonly waiters: number;
+}
+
 export const channels = {
   leaseLost: diagnosticsChannel.channel('idempotency-sidecar:lease-lost'),
   storeError: diagnosticsChannel.channel('idempotency-sidecar:store-error'),
@@ -48,6 +54,8 @@ export const channels = {
   fencedCompletion: diagnosticsChannel.channel('idempotency-sidecar:fenced-completion'),
   /** A stored response the configured keys cannot decrypt: refused, never run again. */
   recordUnreadable: diagnosticsChannel.channel('idempotency-sidecar:record-unreadable'),
+  /** A duplicate answered 409 at once because the process already holds its most waiters. */
+  waitersFull: diagnosticsChannel.channel('idempotency-sidecar:waiters-full'),
 } as const;
 
 export function publish<T extends object>(channel: diagnosticsChannel.Channel, event: T): void {

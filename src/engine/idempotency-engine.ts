@@ -30,6 +30,8 @@ export type ConcurrentMode = 'reject' | 'wait';
 export interface EngineSettings {
   readonly lockTtlMs: number;
   readonly waitTimeoutMs: number;
+  /** Most requests of this process waiting on in-flight keys at once (`wait` mode); past it, 409 at once. */
+  readonly maxWaiters: number;
   readonly onUnknown: OnUnknown;
   readonly storeUnavailable: 'reject' | 'passthrough';
   readonly releaseStatuses: ReadonlySet<number>;
@@ -56,6 +58,11 @@ export interface GuardedRequest {
   readonly upstream: UpstreamRequest;
   readonly ttlMs: number;
   readonly concurrent: ConcurrentMode;
+  /**
+   * Aborts when the client has gone. Only a waiting duplicate heeds it (it stops waiting at once);
+   * a request that owns its key goes on, so that its response is stored for the retry.
+   */
+  readonly clientGone?: AbortSignal;
 }
 
 /** The outcomes of the contract's metrics (section 6), less `passthrough` and `invalid`, which the HTTP layer decides. */
@@ -70,7 +77,9 @@ export type GuardOutcome =
   /** The upstream executed, but another owner holds the key now: its record wins (see forward()). */
   | 'lease_lost'
   /** The stored response cannot be decrypted with the configured keys (encrypting-store.ts). */
-  | 'unreadable';
+  | 'unreadable'
+  /** A waiting duplicate's client went away before the first request settled. */
+  | 'client_gone';
 
 export type EngineResult =
   /** The upstream answered; `stored` is false when the status is in the release set or the store refused. */
@@ -86,7 +95,9 @@ export type EngineResult =
   /** `upstreamMs` is set when the upstream was called (refused, unknown, lease lost). */
   | { readonly kind: 'problem'; readonly outcome: GuardOutcome; readonly error: SidecarError; readonly upstreamMs?: number }
   /** The store is down and the operator chose `passthrough`: forward without a guard. */
-  | { readonly kind: 'unguarded'; readonly outcome: 'unavailable' };
+  | { readonly kind: 'unguarded'; readonly outcome: 'unavailable' }
+  /** A waiting duplicate whose client went away: nobody to answer. */
+  | { readonly kind: 'abandoned'; readonly outcome: 'client_gone' };
 
 /**
  * In `wait` mode a duplicate sleeps until the store reports that the record settled
@@ -123,6 +134,8 @@ const EXPIRED_LEASE_GRACE_MS = 1_000;
 export class IdempotencyEngine {
   /** Settle writes that outlived their request (the store was down); see persistLater(). */
   private readonly pendingWrites = new Set<Promise<void>>();
+  /** Requests waiting on an in-flight key right now; bounded by settings.maxWaiters. */
+  private waiters = 0;
 
   constructor(
     private readonly deps: EngineDependencies,
@@ -135,7 +148,16 @@ export class IdempotencyEngine {
     // The key is in flight elsewhere. `reject` answers at once (no watch, no further round trip);
     // `wait` subscribes only now, so that new keys and replays never pay for a subscription.
     if (attempt.kind === 'in_flight' && request.concurrent === 'wait') {
-      attempt = await this.waitForSettle(request, deadline);
+      if (this.waiters >= this.settings.maxWaiters) {
+        publish(channels.waitersFull, { scope: request.scope, waiters: this.waiters });
+        return inFlight(false);
+      }
+      this.waiters++;
+      try {
+        attempt = await this.waitForSettle(request, deadline);
+      } finally {
+        this.waiters--;
+      }
     }
     switch (attempt.kind) {
       case 'result':
@@ -144,6 +166,8 @@ export class IdempotencyEngine {
         return this.forward(request, attempt.lease);
       case 'in_flight':
         return inFlight(request.concurrent === 'wait');
+      case 'abandoned':
+        return { kind: 'abandoned', outcome: 'client_gone' };
     }
   }
 
@@ -160,9 +184,13 @@ export class IdempotencyEngine {
   private async waitForSettle(request: GuardedRequest, deadline: number): Promise<Attempt> {
     let watch: RecordWatch | undefined;
     let unclaimedMs = WAIT_UNCLAIMED_FIRST_MS;
+    const gone = request.clientGone;
+    const left = gone === undefined ? undefined : abortedPromise(gone);
+    const clientLeft = (): boolean => gone?.aborted === true;
     try {
       watch = await this.deps.store.watch(request.scope);
       for (;;) {
+        if (clientLeft()) return { kind: 'abandoned' };
         const attempt = await this.attemptOrUnavailable(request);
         const remaining = deadline - Date.now();
         if (attempt.kind !== 'in_flight' || remaining <= 0) return attempt;
@@ -173,7 +201,8 @@ export class IdempotencyEngine {
         } else {
           unclaimedMs = WAIT_UNCLAIMED_FIRST_MS;
         }
-        await settledOrElapsed(watch.changed, Math.min(pauseMs, remaining));
+        await settledOrElapsed(left === undefined ? watch.changed : Promise.race([watch.changed, left]), Math.min(pauseMs, remaining));
+        if (clientLeft()) return { kind: 'abandoned' };
         // Past the deadline the last look needs no watch: nothing will wait on it.
         if (Date.now() < deadline) {
           const next = await this.deps.store.watch(request.scope);
@@ -514,7 +543,9 @@ type Attempt =
   | { readonly kind: 'result'; readonly result: EngineResult }
   | { readonly kind: 'owned'; readonly lease: Lease }
   /** `unclaimed`: the lock is held but there is no record (see WAIT_UNCLAIMED_FIRST_MS). */
-  | { readonly kind: 'in_flight'; readonly unclaimed?: true };
+  | { readonly kind: 'in_flight'; readonly unclaimed?: true }
+  /** A waiter whose client left. */
+  | { readonly kind: 'abandoned' };
 
 /** The answer an existing record dictates, or undefined when it is in flight (the caller decides). */
 function keyReused(): EngineResult {
@@ -587,6 +618,12 @@ function inFlight(waited: boolean): EngineResult {
 
 function problem(outcome: GuardOutcome, error: SidecarError): Extract<EngineResult, { kind: 'problem' }> {
   return { kind: 'problem', outcome, error };
+}
+
+/** Resolves when the signal aborts (never rejects); one listener, removed with the signal. */
+function abortedPromise(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }
 
 /** Resolves when `changed` does or after `ms`, whichever comes first; leaves no timer behind. */

@@ -23,6 +23,7 @@ export const OUTCOMES: readonly RequestOutcome[] = [
   'unknown',
   'lease_lost',
   'unreadable',
+  'client_gone',
 ];
 
 /** Latency buckets in seconds: from a sub-millisecond replay to a 30 s upstream timeout. */
@@ -86,6 +87,13 @@ export class SidecarMetrics {
     registers: [this.registry],
   });
 
+  readonly shed = new client.Counter({
+    name: 'idempotency_shed_total',
+    help: 'Guarded requests turned away to bound memory, by reason: body_memory (503, IDEMPOTENCY_MAX_BODY_MEMORY) or waiters (409 without waiting, IDEMPOTENCY_MAX_WAITERS).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly replicaAckShort = new client.Counter({
     name: 'idempotency_replica_ack_short_total',
     help: 'Claims, completions and releases that fewer replicas acknowledged than IDEMPOTENCY_REDIS_WAIT_REPLICAS asks, within the wait timeout (by operation); each one was answered 503 or retried.',
@@ -96,12 +104,21 @@ export class SidecarMetrics {
   constructor() {
     client.collectDefaultMetrics({ register: this.registry });
     for (const outcome of OUTCOMES) this.requests.inc({ outcome }, 0);
+    for (const reason of ['body_memory', 'waiters']) this.shed.inc({ reason }, 0);
   }
 
   /** Subscribes to the diagnostics channels; returns the unsubscribe. */
   listen(): () => void {
     const subscriptions: [diagnosticsChannel.Channel, (message: unknown) => void][] = [
-      [requestChannel, (m) => this.requests.inc({ outcome: (m as RequestEvent).outcome })],
+      [
+        requestChannel,
+        (m) => {
+          const event = m as RequestEvent;
+          this.requests.inc({ outcome: event.outcome });
+          if (event.problem === 'overloaded') this.shed.inc({ reason: 'body_memory' });
+        },
+      ],
+      [channels.waitersFull, () => this.shed.inc({ reason: 'waiters' })],
       [channels.leaseLost, (m) => this.leaseRenewalsLost.inc({ what: (m as LeaseLostEvent).what })],
       [channels.storeError, (m) => this.storeErrors.inc({ operation: (m as StoreErrorEvent).operation })],
       [

@@ -29,9 +29,12 @@ function connectionTokens(connection: string | undefined): Set<string> {
 
 /** Turns Node's rawHeaders (name, value, name, value, ...) into end-to-end pairs, names lower case. */
 export function endToEndPairs(rawHeaders: readonly string[], drop: ReadonlySet<string> = EMPTY): HeaderPair[] {
+  // Every Connection field counts: a list split over several fields is one list (RFC 9110 section 5.3).
   let connection: string | undefined;
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if ((rawHeaders[i] as string).toLowerCase() === 'connection') connection = rawHeaders[i + 1];
+    if ((rawHeaders[i] as string).toLowerCase() === 'connection') {
+      connection = connection === undefined ? rawHeaders[i + 1] : `${connection},${rawHeaders[i + 1] as string}`;
+    }
   }
   const named = connectionTokens(connection);
   const pairs: HeaderPair[] = [];

@@ -7,13 +7,14 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
-import type { ResolvedRoute } from '../config/routes';
-import type { TenantSource } from '../config/settings';
+import type { ResolvedRoute, RouteResolver } from '../config/routes';
+import type { TenantMissingMode, TenantSource } from '../config/settings';
 import { SidecarError } from '../errors';
 import { FingerprintBuilder } from '../engine/fingerprint';
 import type { EngineResult, IdempotencyEngine } from '../engine/idempotency-engine';
 import { keyFromJsonBody } from '../engine/json-pointer';
 import { type KeyLookup, parseIdempotencyKey, validateKey } from '../engine/key';
+import type { BodyBudget } from './body-budget';
 import { answerClientError, serverOptions, type ClientLimits } from './client-limits';
 import { guardedChannel, requestChannel, type RequestEvent, type RequestOutcome } from './events';
 import { continueInOrder } from './expect-continue';
@@ -21,11 +22,12 @@ import { endToEndPairs } from './headers';
 import type { PassThrough } from './passthrough';
 import { sendProblem } from './problem';
 import { readRequestBody } from './request-body';
+import { dropUpgradeOffer, hostProblem, loggablePath, originFormTarget, transferCodingProblem } from './request-target';
 import { writeStoredResponse } from './response-writer';
 import { type TenantOf, tenantSource } from './tenant-source';
 
 export interface ProxyServerDependencies {
-  readonly resolveRoute: (method: string, path: string) => ResolvedRoute;
+  readonly resolveRoute: RouteResolver;
   readonly engine: IdempotencyEngine;
   readonly passThrough: PassThrough;
   readonly maxBody: number;
@@ -33,6 +35,10 @@ export interface ProxyServerDependencies {
   readonly tenantHeaders: readonly string[];
   /** Default `headers`; `client-certificate` needs `tls` with a client CA. */
   readonly tenantFrom?: TenantSource;
+  /** Default `reject`: a keyed request with none of the tenant headers gets 400 tenant-missing. */
+  readonly tenantMissing?: TenantMissingMode;
+  /** The bytes of guarded bodies the process may hold at once. */
+  readonly bodyBudget: BodyBudget;
   /** Set: the listener speaks HTTPS with these options (serverTlsOptions); unset: plain HTTP. */
   readonly tls?: https.ServerOptions;
   readonly limits: ClientLimits;
@@ -49,7 +55,7 @@ export interface ProxyServer {
 
 export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
   const pending = new Set<Promise<void>>();
-  const tenantOf = tenantSource(deps.tenantFrom ?? 'headers', deps.tenantHeaders);
+  const tenantOf = tenantSource(deps.tenantFrom ?? 'headers', deps.tenantHeaders, deps.tenantMissing);
   const handler: http.RequestListener = (req, res) => {
     const handling = handleRequest(deps, tenantOf, req, res).catch(() => {
       // handleRequest answers every failure itself; a throw here is a bug: close the exchange.
@@ -59,14 +65,22 @@ export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
     void handling.finally(() => pending.delete(handling));
   };
   // The same handler and limits on both: what differs is the socket under the request, not the request.
-  const options = serverOptions(deps.limits);
+  const options: UpgradeChoosingOptions = { ...serverOptions(deps.limits), shouldUpgradeCallback: (req) => mayTunnel(deps.resolveRoute, req) };
   const server = deps.tls === undefined ? http.createServer(options, handler) : https.createServer({ ...options, ...deps.tls }, handler);
+  // Node keeps the first 2,000 headers by default and drops the rest without a word: a key header
+  // past them would be ignored. The header block's size limit bounds the count instead.
+  server.maxHeadersCount = 0;
   server.on('clientError', answerClientError(deps.limits));
   // Interim 100 Continue answers must not overtake or split the final answers on a pipelined connection.
   server.on('checkContinue', continueInOrder(handler));
-  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    deps.passThrough.upgrade(req, socket, head);
-  });
+  // Without shouldUpgradeCallback (Node before 24.9 and 22.21) Node would hand every upgrade
+  // request to this listener, guarded ones included: there, no listener, so upgrades are refused
+  // (handled as plain requests with the offer dropped) rather than tunnelled past the guard.
+  if (SHOULD_UPGRADE_CALLBACK) {
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      deps.passThrough.upgrade(req, socket, head);
+    });
+  }
   return {
     server,
     async settled(): Promise<void> {
@@ -83,9 +97,8 @@ async function handleRequest(
 ): Promise<void> {
   const started = performance.now();
   const method = req.method ?? 'GET';
-  const target = req.url ?? '/';
-  const queryAt = target.indexOf('?');
-  const path = queryAt === -1 ? target : target.slice(0, queryAt);
+  const rawTarget = req.url ?? '/';
+  const path = loggablePath(rawTarget);
   const requestId = requestIdOf(req);
   const report = (event: Omit<RequestEvent, 'requestId' | 'method' | 'path' | 'durationMs'>): void => {
     if (requestChannel.hasSubscribers) {
@@ -93,15 +106,25 @@ async function handleRequest(
     }
   };
   const refuse = (error: SidecarError, outcome: RequestOutcome, extra: Partial<RequestEvent> = {}): void => {
-    sendProblem(res, error, { closeConnection: error.code === 'body-too-large' });
+    // The body of a refused request was not read: what follows on the connection is not a request boundary.
+    sendProblem(res, error, { closeConnection: CLOSES_CONNECTION.has(error.code) });
     report({ outcome, status: error.status, problem: error.code, ...extra });
   };
 
-  if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
-    return refuse(new SidecarError('bad-request', { detail: 'An HTTP/1.1 request must carry a Host header; the request was not forwarded.' }), 'invalid');
-  }
+  const badHost = hostProblem(req);
+  if (badHost !== undefined) return refuse(badHost, 'invalid');
+  // Reaching this handler, an upgrade offer is not taken up (see mayTunnel): never pass it on.
+  dropUpgradeOffer(req);
 
-  const route = deps.resolveRoute(method, path);
+  const route = deps.resolveRoute(method, rawTarget);
+  if ('refused' in route) {
+    return refuse(
+      new SidecarError('path-ambiguous', {
+        detail: `The request path has ${route.refused}, which upstreams resolve in different ways; it was not forwarded. Send the path as the API names it.`,
+      }),
+      'invalid',
+    );
+  }
   if (!route.guarded) {
     deps.passThrough.web(req, res);
     report({ outcome: 'passthrough' });
@@ -123,55 +146,102 @@ async function handleRequest(
     key = lookup.key;
   }
 
-  const fingerprint = new FingerprintBuilder(method, target);
-  const read = await readRequestBody(req, deps.maxBody, (chunk) => fingerprint.update(chunk));
-  if (read.kind === 'aborted') {
-    res.destroy();
-    report({ outcome: 'invalid', problem: 'client-aborted' });
-    return;
+  // From here on the request is forwarded by undici, if at all: what undici would refuse to send
+  // is refused now, before any claim, so it can never become an unknown outcome.
+  const origin = originFormTarget(rawTarget);
+  if (!origin.ok) return refuse(origin.error, 'invalid');
+  const target = origin.target;
+  const coding = transferCodingProblem(req);
+  if (coding !== undefined) return refuse(coding, 'invalid');
+  let tenant: string | undefined;
+  if (key !== undefined) {
+    tenant = tenantOf(req);
+    if (tenant === undefined) return refuse(noTenant(deps), 'invalid');
   }
-  if (read.kind === 'too-large') {
-    return refuse(
-      new SidecarError('body-too-large', { detail: `A guarded request body may hold at most ${deps.maxBody} bytes.` }),
-      'invalid',
-    );
-  }
-  const body = read.body;
 
-  if (route.key.from === 'body') {
-    const fromBody = keyFromJsonBody(body, route.key.pointer);
-    if (fromBody.kind === 'absent') {
-      if (route.requireKey) return refuse(missingKey(`the JSON body field ${route.key.pointer}`), 'invalid');
-      deps.passThrough.web(req, res, body);
-      report({ outcome: 'passthrough' });
+  const share = deps.bodyBudget.share();
+  try {
+    const fingerprint = new FingerprintBuilder(method, target);
+    const read = await readRequestBody(req, deps.maxBody, share, (chunk) => fingerprint.update(chunk));
+    if (read.kind === 'aborted') {
+      res.destroy();
+      report({ outcome: 'invalid', problem: 'client-aborted' });
       return;
     }
-    if (fromBody.kind === 'invalid') return refuse(malformedKey(`body field ${route.key.pointer}`, fromBody.reason), 'invalid');
-    const checked = validateKey(fromBody.key);
-    if (!checked.ok) return refuse(malformedKey(`body field ${route.key.pointer}`, checked.reason), 'invalid');
-    key = checked.key;
-  }
-  if (key === undefined) throw new Error('unreachable: a guarded request reached the engine without a key');
+    if (read.kind === 'too-large') {
+      return refuse(
+        new SidecarError('body-too-large', { detail: `A guarded request body may hold at most ${deps.maxBody} bytes.` }),
+        'invalid',
+      );
+    }
+    if (read.kind === 'busy') {
+      return refuse(
+        new SidecarError('overloaded', {
+          detail: 'The sidecar holds as many guarded request bodies as its memory bound allows; the request was not read or forwarded. Retry shortly.',
+          retryAfterSeconds: OVERLOADED_RETRY_AFTER_SECONDS,
+        }),
+        'unavailable',
+      );
+    }
+    const body = read.body;
 
-  const tenant = tenantOf(req);
-  if (tenant === undefined) {
-    // Unreachable while the listener verifies client certificates at the handshake; never guess
-    // a tenant (a shared one would let clients meet), and never forward without a record.
-    return refuse(
-      new SidecarError('internal-error', { detail: 'The connection carries no verified client certificate to scope the idempotency key to.' }),
-      'invalid',
-    );
+    if (route.key.from === 'body') {
+      const fromBody = keyFromJsonBody(body, route.key.pointer);
+      if (fromBody.kind === 'absent') {
+        if (route.requireKey) return refuse(missingKey(`the JSON body field ${route.key.pointer}`), 'invalid');
+        deps.passThrough.web(req, res, body);
+        report({ outcome: 'passthrough' });
+        return;
+      }
+      if (fromBody.kind === 'invalid') return refuse(malformedKey(`body field ${route.key.pointer}`, fromBody.reason), 'invalid');
+      const checked = validateKey(fromBody.key);
+      if (!checked.ok) return refuse(malformedKey(`body field ${route.key.pointer}`, checked.reason), 'invalid');
+      key = checked.key;
+      tenant = tenantOf(req);
+      if (tenant === undefined) return refuse(noTenant(deps), 'invalid');
+    }
+    if (key === undefined || tenant === undefined) throw new Error('unreachable: a guarded request reached the engine without a key or tenant');
+    await guard(deps, req, res, report, refuse, { requestId, method, target, route, key, tenant, body, fingerprint: fingerprint.digest() });
+  } finally {
+    share.release();
   }
+}
+
+interface Guarded {
+  readonly requestId: string;
+  readonly method: string;
+  readonly target: string;
+  readonly route: ResolvedRoute;
+  readonly key: string;
+  readonly tenant: string;
+  readonly body: Buffer;
+  readonly fingerprint: string;
+}
+
+/** Hands a keyed, read, checked request to the engine and writes what it decides. */
+async function guard(
+  deps: ProxyServerDependencies,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  report: (event: Omit<RequestEvent, 'requestId' | 'method' | 'path' | 'durationMs'>) => void,
+  refuse: (error: SidecarError, outcome: RequestOutcome, extra?: Partial<RequestEvent>) => void,
+  request: Guarded,
+): Promise<void> {
+  const { requestId, method, target, route, key, tenant, body } = request;
+  // Only a duplicate that waits needs to know its client left (it stops waiting); the owner's
+  // call goes on regardless, so its response is stored for the retry.
+  const clientGone = route.concurrent === 'wait' ? goneSignal(res) : undefined;
   let result: EngineResult;
   publishGuarded('start');
   try {
     result = await deps.engine.handle({
       requestId,
       scope: { tenant, key },
-      fingerprint: fingerprint.digest(),
+      fingerprint: request.fingerprint,
       upstream: { method, path: target, headers: endToEndPairs(req.rawHeaders), body },
       ttlMs: route.ttlMs,
       concurrent: route.concurrent,
+      ...(clientGone === undefined ? {} : { clientGone }),
     });
   } catch (error) {
     return refuse(
@@ -198,7 +268,62 @@ async function handleRequest(
       deps.passThrough.web(req, res, body);
       report({ outcome: 'unavailable', tenant, key });
       return;
+    case 'abandoned':
+      res.destroy();
+      report({ outcome: result.outcome, tenant, key });
+      return;
   }
+}
+
+/**
+ * Problems after which the connection is closed: the request body was not read (too large, no
+ * room), or its framing cannot be trusted to end where the next request begins.
+ */
+const CLOSES_CONNECTION: ReadonlySet<string> = new Set(['body-too-large', 'overloaded', 'transfer-coding-unsupported', 'bad-request']);
+const OVERLOADED_RETRY_AFTER_SECONDS = 1;
+
+/** `shouldUpgradeCallback` is Node's (24.9, 22.21); spelled out for type definitions that predate it. */
+type UpgradeChoosingOptions = http.ServerOptions & { shouldUpgradeCallback?: (req: http.IncomingMessage) => boolean };
+
+/** Node 24.9 and 22.21 let the listener choose which upgrade requests become 'upgrade' events. */
+const SHOULD_UPGRADE_CALLBACK = ((): boolean => {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  return major > 24 || (major === 24 && minor >= 9) || (major === 22 && minor >= 21);
+})();
+
+/**
+ * Whether an upgrade request may become a tunnel: only one that is not guarded and carries no
+ * body (a body would have to be framed and forwarded before the switch). A guarded request is
+ * guarded whatever it offers (`curl --http2` offers h2c on every request): it is handled as a
+ * plain request with the offer dropped. A tunnel opens only when the upstream answers 101
+ * (upgrade-tunnel.ts).
+ */
+function mayTunnel(resolveRoute: RouteResolver, req: http.IncomingMessage): boolean {
+  if (hostProblem(req) !== undefined) return false;
+  const length = req.headers['content-length'];
+  if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) return false;
+  const route = resolveRoute(req.method ?? 'GET', req.url ?? '/');
+  return !('refused' in route) && !route.guarded;
+}
+
+/** Aborts when the response's connection closes before the response was sent. */
+function goneSignal(res: http.ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+function noTenant(deps: ProxyServerDependencies): SidecarError {
+  if ((deps.tenantFrom ?? 'headers') === 'client-certificate') {
+    // Unreachable while the listener verifies client certificates at the handshake; never guess
+    // a tenant (a shared one would let clients meet), and never forward without a record.
+    return new SidecarError('internal-error', { detail: 'The connection carries no verified client certificate to scope the idempotency key to.' });
+  }
+  return new SidecarError('tenant-missing', {
+    detail: `A request with an idempotency key must identify its client with one of these headers: ${deps.tenantHeaders.join(', ')}. Keys are scoped to a client, so that two clients never see each other's responses; it was not forwarded.`,
+  });
 }
 
 /** The caller's X-Request-Id when it is a sane token (so logs join across services), else a new one. */

@@ -4,15 +4,24 @@
  */
 import type http from 'node:http';
 import { TLSSocket } from 'node:tls';
-import type { TenantSource } from '../config/settings';
+import type { TenantMissingMode, TenantSource } from '../config/settings';
 import { certificateTenantId, tenantId } from '../engine/tenant';
 
-/** The tenant id of a request; undefined when the request carries no verified identity. */
+/**
+ * The tenant id of a request; undefined when the request carries no identity to scope its key to
+ * (none of the tenant headers under `tenantMissing: reject`, or no verified certificate).
+ */
 export type TenantOf = (req: http.IncomingMessage) => string | undefined;
 
-export function tenantSource(source: TenantSource, tenantHeaders: readonly string[]): TenantOf {
+export function tenantSource(source: TenantSource, tenantHeaders: readonly string[], missing: TenantMissingMode = 'reject'): TenantOf {
   if (source === 'headers') {
-    return (req) => tenantId(tenantHeaders.map((name) => req.headersDistinct[name]?.join(', ')));
+    return (req) => {
+      const values = tenantHeaders.map((name) => req.headersDistinct[name]?.join(', '));
+      // A client that sends none of them is not identified: sharing a tenant with every other such
+      // client would let them meet (a replay of another's payment), unless the operator says so.
+      if (missing === 'reject' && values.every((value) => value === undefined)) return undefined;
+      return tenantId(values);
+    };
   }
   // One handshake, one certificate: hash it once per connection, not once per request.
   const bySocket = new WeakMap<TLSSocket, string>();

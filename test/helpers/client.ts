@@ -19,13 +19,25 @@ export interface SendOptions {
   readonly signal?: AbortSignal;
   /** E.g. an undici Agent with `connect: { ca, cert, key }`, for HTTPS and client certificates. */
   readonly dispatcher?: Dispatcher;
+  /**
+   * The Authorization header that identifies the client (the sidecar's default tenant header), sent
+   * unless the headers give one: default TEST_CLIENT; null sends none.
+   */
+  readonly tenant?: string | null;
 }
+
+/** The Authorization a test client sends unless told otherwise: keyed requests need a tenant. */
+export const TEST_CLIENT = 'Bearer test-client';
 
 export async function send(baseUrl: string, path: string, options: SendOptions = {}): Promise<Reply> {
   const headers: string[] = [];
   for (const [name, value] of Object.entries(options.headers ?? {})) headers.push(name, value);
   if (options.key !== undefined) headers.push('idempotency-key', options.key);
   for (const [name, value] of options.rawHeaders ?? []) headers.push(name, value);
+  const tenant = options.tenant === undefined ? TEST_CLIENT : options.tenant;
+  if (tenant !== null && !headers.some((value, i) => i % 2 === 0 && value.toLowerCase() === 'authorization')) {
+    headers.push('authorization', tenant);
+  }
   if (options.body !== undefined && !Object.keys(options.headers ?? {}).some((n) => n.toLowerCase() === 'content-type')) {
     headers.push('content-type', 'application/json');
   }

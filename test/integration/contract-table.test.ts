@@ -8,7 +8,7 @@
 import { startPaymentUpstream, BINARY_BODY, type PaymentUpstream } from '../helpers/payment-upstream';
 import { sharedStores, type StoreKind, type StoreUnderTest } from '../helpers/store-topology';
 import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
-import { freshKey, send, sleep, type Reply } from '../helpers/client';
+import { freshKey, send, sleep, TEST_CLIENT, type Reply } from '../helpers/client';
 import { freePort } from '../helpers/free-port';
 import { Readable } from 'node:stream';
 
@@ -283,7 +283,7 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
       const { request } = await import('undici');
       const response = await request(`${sidecar.url}/payments`, {
         method: 'POST',
-        headers: { 'idempotency-key': key },
+        headers: { 'idempotency-key': key, authorization: TEST_CLIENT },
         body: Readable.from(chunks()),
       }).catch((error: unknown) => error);
       // The sidecar answers 413 and closes; depending on timing the client sees the answer or a

@@ -6,7 +6,7 @@
  */
 import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-upstream';
 import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
-import { freshKey, send } from '../helpers/client';
+import { freshKey, send, TEST_CLIENT } from '../helpers/client';
 import { rawExchange, type Piece, type RawResponse } from '../helpers/raw-http';
 
 const PROBLEM = 'urn:idempotency-sidecar:problem:';
@@ -72,8 +72,11 @@ async function newExecutions<T>(run: () => Promise<T>): Promise<{ result: T; see
   return { result, seen: upstream.executions.slice(before).map((e) => ({ method: e.method, url: e.url, body: e.body.toString('latin1') })) };
 }
 
+/** A request head; a client's Authorization (the tenant header) follows the request line unless one is given. */
 function head(lines: readonly string[]): string {
-  return `${lines.join('\r\n')}\r\n\r\n`;
+  const [requestLine = '', ...fields] = lines;
+  const withTenant = fields.some((line) => /^authorization:/i.test(line)) ? fields : [`Authorization: ${TEST_CLIENT}`, ...fields];
+  return `${[requestLine, ...withTenant].join('\r\n')}\r\n\r\n`;
 }
 
 describe('request smuggling', () => {
@@ -132,7 +135,7 @@ describe('request smuggling', () => {
   test('pipelined retries of a guarded request with a smuggled tail: answered in order, executed once', async () => {
     const key = freshKey('retry');
     const attempt = (): string => head(['POST /payments/once HTTP/1.1', 'Host: x', `Idempotency-Key: ${key}`, 'Content-Length: 2']) + '{}';
-    const { result, seen } = await newExecutions(() => rawExchange(sidecar.url, [attempt(), attempt(), `POST /payments/once HTTP/1.1\r\nHost: x\r\nIdempotency-Key: ${key}\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`]));
+    const { result, seen } = await newExecutions(() => rawExchange(sidecar.url, [attempt(), attempt(), head(['POST /payments/once HTTP/1.1', 'Host: x', `Idempotency-Key: ${key}`, 'Content-Length: 2', 'Transfer-Encoding: chunked']) + '0\r\n\r\n']));
     // Pipelined requests are handled concurrently: the duplicate finds the first in flight (409)
     // or completed (replayed). The 400 comes last, after the responses owed before it.
     const answers = result.responses.map((r) => `${r.status}${r.headers['idempotent-replayed'] === 'true' ? ' replayed' : ''}`);
@@ -219,7 +222,7 @@ describe('keys with odd bytes', () => {
 
   test.each(malformed)('%s: 400 key-malformed, never forwarded', async (_name, value) => {
     const request = Buffer.concat([
-      Buffer.from('POST /payments/odd HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\nIdempotency-Key: '),
+      Buffer.from(`POST /payments/odd HTTP/1.1\r\nHost: x\r\nAuthorization: ${TEST_CLIENT}\r\nContent-Length: 2\r\nConnection: close\r\nIdempotency-Key: `),
       Buffer.isBuffer(value) ? value : Buffer.from(value, 'latin1'),
       Buffer.from('\r\n\r\n{}'),
     ]);
@@ -234,7 +237,7 @@ describe('keys with odd bytes', () => {
     ['DEL', '\x7f'],
     ['a bare CR', '\r'],
   ])('%s: refused by the parser (400), never forwarded', async (_name, char) => {
-    const request = `POST /payments/odd HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nIdempotency-Key: ab${char}cd\r\n\r\n{}`;
+    const request = `POST /payments/odd HTTP/1.1\r\nHost: x\r\nAuthorization: ${TEST_CLIENT}\r\nContent-Length: 2\r\nIdempotency-Key: ab${char}cd\r\n\r\n{}`;
     const { result, seen } = await newExecutions(() => rawExchange(sidecar.url, [request]));
     expect(result.responses[0]?.status).toBe(400);
     expect(['bad-request', 'key-malformed'].map((code) => PROBLEM + code)).toContain(JSON.parse(result.responses[0]?.body.toString() ?? '{}').type);

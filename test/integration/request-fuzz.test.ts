@@ -55,8 +55,8 @@ function baseRequests(id: number): { name: string; text: string }[] {
   const m = marker(id);
   const json = `{"order_id":"${m}o","amount":${id}}`;
   return [
-    { name: 'guarded POST', text: `POST /payments/${m} HTTP/1.1\r\nHost: sidecar\r\nIdempotency-Key: ${m}k\r\nX-Fuzz-Case: ${m}\r\nContent-Type: application/json\r\nContent-Length: ${json.length}\r\n\r\n${json}` },
-    { name: 'guarded chunked PATCH', text: `PATCH /payments/${m} HTTP/1.1\r\nHost: sidecar\r\nIdempotency-Key: "${m}k"\r\nX-Fuzz-Case: ${m}\r\nTransfer-Encoding: chunked\r\n\r\n${json.length.toString(16)}\r\n${json}\r\n0\r\n\r\n` },
+    { name: 'guarded POST', text: `POST /payments/${m} HTTP/1.1\r\nHost: sidecar\r\nAuthorization: Bearer fuzz-client\r\nIdempotency-Key: ${m}k\r\nX-Fuzz-Case: ${m}\r\nContent-Type: application/json\r\nContent-Length: ${json.length}\r\n\r\n${json}` },
+    { name: 'guarded chunked PATCH', text: `PATCH /payments/${m} HTTP/1.1\r\nHost: sidecar\r\nAuthorization: Bearer fuzz-client\r\nIdempotency-Key: "${m}k"\r\nX-Fuzz-Case: ${m}\r\nTransfer-Encoding: chunked\r\n\r\n${json.length.toString(16)}\r\n${json}\r\n0\r\n\r\n` },
     { name: 'body-key POST', text: `POST /v/order/payments/${m} HTTP/1.1\r\nHost: sidecar\r\nX-Fuzz-Case: ${m}\r\nContent-Length: ${json.length}\r\n\r\n${json}` },
     { name: 'unguarded GET', text: `GET /v/open/payments/${m}?q=1 HTTP/1.1\r\nHost: sidecar\r\nX-Fuzz-Case: ${m}\r\n\r\n` },
     { name: 'unguarded POST', text: `POST /v/open/payments/${m} HTTP/1.1\r\nHost: sidecar\r\nX-Fuzz-Case: ${m}\r\nContent-Length: ${json.length}\r\n\r\n${json}` },

@@ -71,10 +71,13 @@ describe('loadConfig defaults', () => {
       lockTtlMs: 10_000,
       concurrent: 'reject',
       waitTimeoutMs: 30_000,
+      maxWaiters: 1_000,
       upstreamTimeoutMs: 30_000,
       maxBody: 1_048_576,
+      maxBodyMemory: 67_108_864,
       tenantHeaders: ['authorization'],
       tenantFrom: 'headers',
+      tenantMissing: 'reject',
       clientHeaderTimeoutMs: 10_000,
       clientRequestTimeoutMs: 60_000,
       maxHeaderSize: 16_384,
@@ -181,6 +184,9 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
         IDEMPOTENCY_WAIT_TIMEOUT: '45s',
         IDEMPOTENCY_UPSTREAM_TIMEOUT: '1m',
         IDEMPOTENCY_MAX_BODY: '4096',
+        IDEMPOTENCY_MAX_BODY_MEMORY: '65536',
+        IDEMPOTENCY_MAX_WAITERS: '10',
+        IDEMPOTENCY_TENANT_MISSING: 'shared',
         IDEMPOTENCY_TENANT_HEADERS: 'Authorization, X-Tenant-Id',
         IDEMPOTENCY_STORE_UNAVAILABLE: 'passthrough',
         IDEMPOTENCY_RELEASE_STATUSES: '429,503',
@@ -225,10 +231,13 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
       lockTtlMs: 15_000,
       concurrent: 'wait',
       waitTimeoutMs: 45_000,
+      maxWaiters: 10,
       upstreamTimeoutMs: 60_000,
       maxBody: 4096,
+      maxBodyMemory: 65_536,
       tenantHeaders: ['authorization', 'x-tenant-id'],
       tenantFrom: 'client-certificate',
+      tenantMissing: 'shared',
       tlsCertFile: PEM_FILE,
       tlsKeyFile: PEM_FILE,
       tlsClientCaFile: PEM_FILE,
@@ -267,7 +276,10 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
         '--wait-timeout=3s',
         '--upstream-timeout=4s',
         '--max-body=5',
+        '--max-body-memory=5',
+        '--max-waiters=0',
         '--tenant-headers=',
+        '--tenant-missing=shared',
         '--store-unavailable=passthrough',
         '--release-statuses=503',
         '--on-unknown=release',
@@ -301,6 +313,9 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
       waitTimeoutMs: 3_000,
       upstreamTimeoutMs: 4_000,
       maxBody: 5,
+      maxBodyMemory: 5,
+      maxWaiters: 0,
+      tenantMissing: 'shared',
       tenantHeaders: [],
       tenantFrom: 'headers',
       clientHeaderTimeoutMs: 10_000,
@@ -350,9 +365,22 @@ describe('loadConfig values', () => {
   });
 
   it('reads an empty tenant header list as no tenant scoping', () => {
-    expect(load({ env: { ...UPSTREAM, IDEMPOTENCY_TENANT_HEADERS: '' } }).tenantHeaders).toEqual([]);
-    expect(load({ yaml: 'tenantHeaders: []\n' }).tenantHeaders).toEqual([]);
-    expect(load({ yaml: 'tenantHeaders: ""\n' }).tenantHeaders).toEqual([]);
+    const shared = { ...UPSTREAM, IDEMPOTENCY_TENANT_MISSING: 'shared' };
+    expect(load({ env: { ...shared, IDEMPOTENCY_TENANT_HEADERS: '' } }).tenantHeaders).toEqual([]);
+    expect(load({ env: shared, yaml: 'tenantHeaders: []\n' }).tenantHeaders).toEqual([]);
+    expect(load({ env: shared, yaml: 'tenantHeaders: ""\n' }).tenantHeaders).toEqual([]);
+  });
+
+  it('refuses an empty tenant header list while tenant-less requests are rejected: every keyed request would be', () => {
+    expect(problemsOf({ env: { ...UPSTREAM, IDEMPOTENCY_TENANT_HEADERS: '' } })).toEqual([
+      'IDEMPOTENCY_TENANT_HEADERS and IDEMPOTENCY_TENANT_MISSING: is empty while IDEMPOTENCY_TENANT_MISSING is reject: every keyed request would get 400 tenant-missing; name the headers that identify a client, or set IDEMPOTENCY_TENANT_MISSING=shared for an API with a single client',
+    ]);
+  });
+
+  it('refuses a body memory bound smaller than one largest body', () => {
+    expect(problemsOf({ env: { ...UPSTREAM, IDEMPOTENCY_MAX_BODY: '2048', IDEMPOTENCY_MAX_BODY_MEMORY: '1024' } })).toEqual([
+      'IDEMPOTENCY_MAX_BODY_MEMORY and IDEMPOTENCY_MAX_BODY: is 1024 bytes, less than one body of the largest size (2048); raise it, or lower the body limit',
+    ]);
   });
 
   it('takes a key with no value in the file as unset', () => {
@@ -669,7 +697,7 @@ describe('loadConfig route rules', () => {
     ['/a?b=1', 'config.yaml: routes[0].path: "/a?b=1" has a space, query or fragment; rules match the path only'],
     [
       '/a//b/*',
-      'config.yaml: routes[0].path: "/a//b/*" would never match: requests are matched after resolving . and .., merging // and decoding %-escaped letters and digits; write /a/b/*',
+      'config.yaml: routes[0].path: "/a//b/*" would never match: requests are matched after merging //, decoding %-escaped letters and digits and leaving out ;parameters; write /a/b/*',
     ],
   ])('path %j', (rulePath, expected) => {
     expect(problemsOf({ yaml: `routes:\n  - path: "${rulePath}"\n` })).toEqual([expected]);
@@ -819,7 +847,7 @@ describe('config/example.yaml', () => {
     expect(config.routes).toEqual([
       { path: '/healthz', guard: false },
       { path: '/payments/*', methods: ['POST'], requireKey: true, ttlMs: 172_800_000 },
-      { path: '/legacy/orders', methods: ['POST'], concurrent: 'wait', key: { from: 'body', pointer: '/order_id' } },
+      { path: '/legacy/orders', methods: ['POST'], concurrent: 'wait', key: { from: 'body', pointer: '/order_id' }, caseInsensitive: true, trailingSlash: true },
       { path: '/partners/*', methods: ['POST', 'PUT', 'DELETE'], key: { from: 'header', name: 'x-request-id' } },
     ]);
   });

@@ -179,7 +179,7 @@ describe.each(['quorum', 'record'] as const)('the engine over an encrypting stor
   function engine(keys: readonly EncryptionKey[], upstream: Upstream): IdempotencyEngine {
     return new IdempotencyEngine(
       { store: withKeys(inner, keys), upstream, lockResource, ...(lockMode === 'quorum' ? { locks } : {}) },
-      { lockTtlMs: 5_000, waitTimeoutMs: 1_000, onUnknown: 'hold', storeUnavailable: 'passthrough', releaseStatuses: new Set([503]) },
+      { lockTtlMs: 5_000, maxWaiters: 1_000, waitTimeoutMs: 1_000, onUnknown: 'hold', storeUnavailable: 'passthrough', releaseStatuses: new Set([503]) },
     );
   }
 

@@ -37,6 +37,7 @@ function respondAfter(ms: number, response: StoredResponse = created()): () => P
 
 const SETTINGS: EngineSettings = {
   lockTtlMs: 150,
+  maxWaiters: 1_000,
   waitTimeoutMs: 1_000,
   onUnknown: 'hold',
   storeUnavailable: 'reject',

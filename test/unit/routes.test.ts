@@ -1,6 +1,28 @@
 import { loadConfig } from '../../src/config/load';
-import { createRouteResolver, normalizePath, pathCovers, resolveRoute } from '../../src/config/routes';
+import {
+  createRouteResolver,
+  normalizePath,
+  pathCovers,
+  type RefusedPath,
+  type ResolvedRoute,
+  resolveRoute as resolveRouteOrRefusal,
+  type RouteResolver,
+} from '../../src/config/routes';
 import type { Config } from '../../src/config/settings';
+
+/** The route, failing the test when the path was refused instead. */
+function routeOf(result: ResolvedRoute | RefusedPath): ResolvedRoute {
+  if ('refused' in result) throw new Error(`refused: ${result.refused}`);
+  return result;
+}
+
+function resolveRoute(config: Config, method: string, path: string): ResolvedRoute {
+  return routeOf(resolveRouteOrRefusal(config, method, path));
+}
+
+function routesOnly(resolver: RouteResolver): (method: string, path: string) => ResolvedRoute {
+  return (method, path) => routeOf(resolver(method, path));
+}
 
 /** A config from YAML, the way operators write rules. */
 function configFrom(yaml: string, env: Record<string, string> = {}): Config {
@@ -66,7 +88,8 @@ routes:
     guard: false
 `,
   );
-  const resolve = createRouteResolver(config);
+  const raw = createRouteResolver(config);
+  const resolve = routesOnly(raw);
   const globalKey = { from: 'header', name: 'x-idem' };
 
   it('turns guarding off for a guard: false rule, and requireKey with it', () => {
@@ -154,15 +177,34 @@ routes:
     expect(resolve('POST', '/payments/x?a=/b').requireKey).toBe(true);
   });
 
-  it('matches paths the way an upstream that normalizes them would route them', () => {
-    expect(resolve('POST', '/x/../payments/charge').requireKey).toBe(true);
-    expect(resolve('POST', '/./payments/charge').requireKey).toBe(true);
+  it('matches paths the way upstreams route them: escaped letters decoded, // merged, ;parameters left out', () => {
     expect(resolve('POST', '//payments//charge').requireKey).toBe(true);
     expect(resolve('POST', '/p%61yments/charge').requireKey).toBe(true);
-    expect(resolve('POST', '/payments/%2e%2e/healthz').guarded).toBe(false);
-    expect(resolve('POST', '/payments%2Fcharge').requireKey).toBe(false);
+    expect(resolve('POST', '/payments;x=1').requireKey).toBe(true);
+    expect(resolve('POST', '/payments;jsessionid=1/charge').requireKey).toBe(true);
+    expect(resolve('POST', '/legacy/orders;v=1').key).toEqual({ from: 'body', pointer: '/order_id' });
   });
 
+  it.each([
+    ['/x/../payments/charge', /dot segment/],
+    ['/./payments/charge', /dot segment/],
+    ['/payments/%2e%2e/healthz', /dot segment/],
+    ['/payments/.%2E/healthz', /dot segment/],
+    ['/payments/..;x=1/healthz', /dot segment/],
+    ['/healthz/..%2Fpayments', /encoded slash/],
+    ['/payments%2Fcharge', /encoded slash/],
+    ['/payments%2fcharge', /encoded slash/],
+    ['/payments%5Ccharge', /encoded slash/],
+    ['/payments%00', /NUL/],
+    ['/payments\\x', /backslash/],
+  ])('refuses %s on a method that may be guarded (%s)', (path, reason) => {
+    const result = raw('POST', path);
+    expect('refused' in result && result.refused).toMatch(reason);
+  });
+
+  it('never refuses a method that cannot be guarded: it passes through untouched', () => {
+    expect(raw('GET', '/x/../payments%2Fcharge')).toMatchObject({ guarded: false });
+  });
   it('takes the path of an absolute-form target', () => {
     expect(resolve('POST', 'http://api.example/payments/x').requireKey).toBe(true);
   });
@@ -205,21 +247,48 @@ describe('normalizePath', () => {
     ['/a/b', '/a/b'],
     ['/', '/'],
     ['/a/b?x=1', '/a/b'],
-    ['/a/./b', '/a/b'],
-    ['/a/b/.', '/a/b/'],
-    ['/a/b/..', '/a/'],
-    ['/a/../../b', '/b'],
-    ['/..', '/'],
     ['//a///b', '/a/b'],
     ['/%61%2D%5f%7E', '/a-_~'],
-    ['/a%2fb', '/a%2Fb'],
     ['/a%20b', '/a%20b'],
-    ['/%2e%2E/x', '/x'],
+    ['/a%c3%a9', '/a%C3%A9'],
+    ['/a;p=1/b;q', '/a/b'],
     ['/.well-known/x', '/.well-known/x'],
     ['*', '*'],
-    ['https://h:1/p/../q?z', '/q'],
+    ['https://h:1/p/q?z', '/p/q'],
   ])('%j -> %j', (input, output) => {
     expect(normalizePath(input)).toBe(output);
+  });
+
+  it.each(['/a/./b', '/a/b/.', '/a/b/..', '/%2e%2E/x', '/a%2fb', '/a%5cb', '/a%00', '/a\\b', '/a/..;x'])('refuses %j', (input) => {
+    expect(normalizePath(input)).toEqual({ refused: expect.any(String) });
+  });
+});
+
+describe('caseInsensitive and trailingSlash', () => {
+  const config = configFrom(`
+routes:
+  - path: /legacy/orders
+    caseInsensitive: true
+    trailingSlash: true
+    requireKey: true
+  - path: /payments/*
+    caseInsensitive: true
+    requireKey: true
+  - path: /exact
+    requireKey: true
+`);
+  const resolve = routesOnly(createRouteResolver(config));
+
+  it.each(['/legacy/orders', '/legacy/orders/', '/Legacy/Orders', '/LEGACY/ORDERS/', '/legacy/orders;v=1'])('%s matches the rule', (path) => {
+    expect(resolve('POST', path).requireKey).toBe(true);
+  });
+
+  it.each(['/Payments', '/PAYMENTS/x', '/payments/X'])('%s matches a case-insensitive prefix rule', (path) => {
+    expect(resolve('POST', path).requireKey).toBe(true);
+  });
+
+  it.each(['/Exact', '/exact/', '/legacy/orders/x'])('%s does not match: the rule did not ask', (path) => {
+    expect(resolve('POST', path).requireKey).toBe(false);
   });
 });
 
@@ -238,5 +307,13 @@ describe('pathCovers', () => {
     ['/*', '/', true],
   ])('%s covers %s: %s', (earlier, later, covers) => {
     expect(pathCovers(earlier, later)).toBe(covers);
+  });
+
+  it('takes case and trailing slashes into account', () => {
+    expect(pathCovers({ path: '/a', caseInsensitive: true }, { path: '/A' })).toBe(true);
+    expect(pathCovers({ path: '/a' }, { path: '/a', caseInsensitive: true })).toBe(false);
+    expect(pathCovers({ path: '/a', trailingSlash: true }, { path: '/a/' })).toBe(true);
+    expect(pathCovers({ path: '/a' }, { path: '/a', trailingSlash: true })).toBe(false);
+    expect(pathCovers({ path: '/a/*', caseInsensitive: true }, { path: '/A/b' })).toBe(true);
   });
 });
