@@ -92,6 +92,8 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
       releaseStatuses: new Set(config.releaseStatuses),
     },
   );
+  const bodyBudget = new BodyBudget(config.maxBodyMemory);
+  metrics.observeBodyMemory(() => bodyBudget.inUse);
   const proxy = createProxyServer({
     resolveRoute: createRouteResolver(config),
     engine,
@@ -100,7 +102,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     tenantHeaders: config.tenantHeaders,
     tenantFrom: config.tenantFrom,
     tenantMissing: config.tenantMissing,
-    bodyBudget: new BodyBudget(config.maxBodyMemory),
+    bodyBudget,
     ...(listenerTls === undefined ? {} : { tls: serverTlsOptions(listenerTls.pair) }),
     limits: {
       headersTimeoutMs: config.clientHeaderTimeoutMs,

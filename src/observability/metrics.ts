@@ -107,6 +107,18 @@ export class SidecarMetrics {
     for (const reason of ['body_memory', 'waiters']) this.shed.inc({ reason }, 0);
   }
 
+  /** Reports the bytes of guarded bodies held now (the proxy's body budget) at each scrape. */
+  observeBodyMemory(inUse: () => number): void {
+    new client.Gauge({
+      name: 'idempotency_body_memory_bytes',
+      help: 'Bytes of guarded request bodies held in memory now; IDEMPOTENCY_MAX_BODY_MEMORY bounds it.',
+      registers: [this.registry],
+      collect() {
+        this.set(inUse());
+      },
+    });
+  }
+
   /** Subscribes to the diagnostics channels; returns the unsubscribe. */
   listen(): () => void {
     const subscriptions: [diagnosticsChannel.Channel, (message: unknown) => void][] = [

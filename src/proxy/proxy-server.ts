@@ -114,7 +114,7 @@ async function handleRequest(
   const badHost = hostProblem(req);
   if (badHost !== undefined) return refuse(badHost, 'invalid');
   // Reaching this handler, an upgrade offer is not taken up (see mayTunnel): never pass it on.
-  dropUpgradeOffer(req);
+  dropUpgradeOffer(req, res);
 
   const route = deps.resolveRoute(method, rawTarget);
   if ('refused' in route) {

@@ -87,19 +87,17 @@ export function transferCodingProblem(req: http.IncomingMessage): SidecarError |
 
 /**
  * Drops an upgrade offer from a request handled as plain HTTP (a guarded one, or one with a body),
- * so that nothing passed on can switch the connection's protocol.
+ * so that nothing passed on can switch the connection's protocol. The connection closes after the
+ * answer: Node discards whatever was pipelined behind an upgrade request it did not switch for,
+ * and a client waiting for those answers would wait for ever. Its next requests go on a new
+ * connection, parsed and guarded as usual.
  */
-export function dropUpgradeOffer(req: http.IncomingMessage): void {
+export function dropUpgradeOffer(req: http.IncomingMessage, res: http.ServerResponse): void {
   if (req.headers.upgrade === undefined) return;
   delete req.headers.upgrade;
-  const connection = req.headers.connection;
-  if (connection === undefined) return;
-  const kept = connection
-    .split(',')
-    .map((token) => token.trim())
-    .filter((token) => token !== '' && token.toLowerCase() !== 'upgrade');
-  if (kept.length === 0) delete req.headers.connection;
-  else req.headers.connection = kept.join(', ');
+  // Read by the pass-through (http-proxy sends it upstream and answers the client with it).
+  req.headers.connection = 'close';
+  res.shouldKeepAlive = false;
 }
 
 function refuse(detail: string): TargetResult {

@@ -32,6 +32,16 @@ export function tunnelUpgrade(origin: URL, req: http.IncomingMessage, client: Du
     ...(origin.protocol === 'https:' ? { servername: host } : {}),
   };
   const upstream = origin.protocol === 'https:' ? https.request(options) : http.request(options);
+  // The connection to the upstream is this exchange's alone: it ends with the client's. (Once a
+  // response has come, destroying the request no longer reaches its socket.)
+  let connection: Duplex | undefined;
+  upstream.once('socket', (socket: Duplex) => {
+    connection = socket;
+  });
+  const closeUpstream = (): void => {
+    upstream.destroy();
+    connection?.destroy();
+  };
   let answered = false;
 
   upstream.on('upgrade', (response: http.IncomingMessage, socket: Duplex, upstreamHead: Buffer) => {
@@ -57,7 +67,9 @@ export function tunnelUpgrade(origin: URL, req: http.IncomingMessage, client: Du
     }
     headers.push('Connection', 'close');
     client.write(responseHead(response, headers));
-    response.pipe(client);
+    // The client's later bytes stay unread; once the answer is out the connection is dropped.
+    response.pipe(client, { end: false });
+    response.on('end', () => client.end(() => client.destroy()));
     response.on('error', () => client.destroy());
   });
 
@@ -68,8 +80,8 @@ export function tunnelUpgrade(origin: URL, req: http.IncomingMessage, client: Du
     }
     client.destroy();
   });
-  client.on('error', () => upstream.destroy());
-  client.on('close', () => upstream.destroy());
+  client.on('error', closeUpstream);
+  client.on('close', closeUpstream);
   upstream.end();
 }
 

@@ -61,12 +61,20 @@ function sleep(ms: number): Promise<void> {
  * - /echo[...]           answers method, url, headers and body (base64) as JSON
  * A request's X-Echo-Marker comes back as the response header X-Echoed-Marker (/payments, /echo).
  * - /download?bytes=N    streams N bytes (not counted as an execution of a payment)
- * - upgrade requests     101, then echoes every byte back
+ * - upgrade requests     101, then echoes every byte back; to /decline[...] 200 instead, after
+ *                        which every byte the connection brings is recorded as an execution of
+ *                        route `(after declined upgrade)`: what a proxy must never forward
  */
-export async function startPaymentUpstream(options: { port?: number } = {}): Promise<PaymentUpstream> {
+export interface PaymentUpstreamOptions {
+  readonly port?: number;
+  /** Largest request header block it reads (Node's default: 16 KiB), with no limit on the count of headers in it. */
+  readonly maxHeaderSize?: number;
+}
+
+export async function startPaymentUpstream(options: PaymentUpstreamOptions = {}): Promise<PaymentUpstream> {
   const executions: Execution[] = [];
   let nextId = 1;
-  const server = http.createServer(async (req, res) => {
+  const server = http.createServer({ ...(options.maxHeaderSize === undefined ? {} : { maxHeaderSize: options.maxHeaderSize }) }, async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://upstream.invalid');
     const path = url.pathname.replace(/^\/v\/[^/]+(?=\/)/, '');
     // A request whose client went away before its body ended was never received: not an execution.
@@ -150,10 +158,24 @@ export async function startPaymentUpstream(options: { port?: number } = {}): Pro
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     executions.push({ method: req.method ?? 'GET', url: req.url ?? '/', route: req.url ?? '/', key: undefined, body: Buffer.alloc(0), headers: req.headers });
+    if ((req.url ?? '').startsWith('/decline')) {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\ndeclined');
+      const record = (bytes: Buffer): void => {
+        if (bytes.length === 0) return;
+        executions.push({ method: '-', url: '(after declined upgrade)', route: '(after declined upgrade)', key: undefined, body: bytes, headers: {} });
+      };
+      record(head);
+      socket.on('data', record);
+      // The server's sockets are half-open: without this, a closed peer keeps the server from closing.
+      socket.on('end', () => socket.end());
+      socket.on('error', () => socket.destroy());
+      return;
+    }
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade ?? ''}\r\nConnection: Upgrade\r\n\r\n`);
     if (head.length > 0) socket.write(head);
     socket.pipe(socket);
   });
+  if (options.maxHeaderSize !== undefined) server.maxHeadersCount = 0;
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
