@@ -20,7 +20,6 @@ import {
   chartWithDependency,
   helm,
   lint,
-  render,
   renderError,
   removeScratch,
   renderNotes,

@@ -18,7 +18,7 @@ import { loadConfig, unknownEnvironmentVariables } from '../../src/config/load';
 import { parseSidecarTemplate } from '../../src/webhook/template';
 import { injectedPod } from '../helpers/admission-review';
 import { renderValid as renderValidated, validateContainer, validateObject } from './kube-validate';
-import { chartWithDependency, helm, removeScratch, render, renderError, renderNotes, type KubeObject, type RenderOptions, type RenderedObject } from './render';
+import { chartWithDependency, helm, removeScratch, renderError, renderNotes, type KubeObject, type RenderOptions, type RenderedObject } from './render';
 
 interface EnvVar {
   name: string;

@@ -84,7 +84,7 @@ function stagesOf(instructions: readonly Instruction[]): Stage[] {
 function execForm(args: string): string[] | undefined {
   try {
     const parsed: unknown = JSON.parse(args);
-    return Array.isArray(parsed) && parsed.every((part) => typeof part === 'string') ? (parsed as string[]) : undefined;
+    return Array.isArray(parsed) && parsed.every((part) => typeof part === 'string') ? parsed : undefined;
   } catch {
     return undefined;
   }
