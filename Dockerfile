@@ -6,18 +6,21 @@
 #   docker run --read-only -e IDEMPOTENCY_UPSTREAM=http://api:3000 -p 8080:8080 idempotency-sidecar
 #   docker run --read-only ... idempotency-sidecar webhook --tls-cert ... (see `webhook --help`)
 #
-# Stage 1 builds with the whole toolchain; the final stage is distroless: Node and its libraries,
-# no shell, no package manager, uid 65532. test/integration/container-image.test.ts checks this
+# Stage 1 builds with the whole toolchain; the final stage is distroless: Node.js 24 (the LTS line
+# package.json's engines names) and its libraries, no shell, no package manager, uid 65532. test/integration/container-image.test.ts checks this
 # file's promises and runs the final stage's file set from a directory built the same way.
 
 # --- build: compile TypeScript, then drop the dev dependencies -----------------------------------
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 
 # Dependencies first, so this layer is reused until package.json or the lock file changes.
-# --ignore-scripts: only dev dependencies have install scripts (ssh2, cpu-features and protobufjs,
-# under testcontainers), and their native builds would need a compiler this image does not have.
-COPY package.json package-lock.json ./
+# --ignore-scripts: only dev dependencies have install scripts. package.json's allowScripts denies
+# the native builds under testcontainers and jest, but the image's npm may predate allowScripts;
+# and the one it allows, the `node` devDependency's (the Node binary a checkout's npm scripts run
+# on), is not wanted here: this image's own Node 24 runs the build, since without that script
+# node_modules/.bin has no node to come first on PATH.
+COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 
 COPY tsconfig.json tsconfig.build.json ./
@@ -33,7 +36,7 @@ RUN npm prune --omit=dev --ignore-scripts --no-audit --no-fund
 # --- runtime -------------------------------------------------------------------------------------
 # The :nonroot tag runs as uid/gid 65532; USER below says so again for scanners and for anyone who
 # swaps the base. Everything is copied as root-owned and read-only to that user.
-FROM gcr.io/distroless/nodejs20-debian12:nonroot
+FROM gcr.io/distroless/nodejs24-debian12:nonroot
 WORKDIR /app
 ENV NODE_ENV=production
 

@@ -526,7 +526,7 @@ async function prepare(ctx: Context, scenario: Scenario, bodyBytes: number): Pro
       const keys = Array.from({ length: ctx.options.inflightKeys }, (_, i) => `inflight-${ctx.runId}-${randomBytes(4).toString('hex')}-${i}`);
       const callsBefore = await upstreamCalls(ctx, scenario.path);
       const firsts = keys.map((key) => send(ctx, target.url, scenario, bodyBytes, key, 120_000));
-      firsts.forEach((first) => first.catch(() => undefined));
+      firsts.forEach((first) => void first.catch(() => undefined));
       // In flight once the upstream holds every one of them.
       const deadline = Date.now() + 10_000;
       while ((await upstreamStats(ctx)).held < keys.length) {

@@ -6,6 +6,7 @@
  * Latencies are taken from autocannon's per-response event at full precision: its own histogram
  * keeps whole milliseconds, too coarse for a target stated in single milliseconds.
  */
+import { inspect } from 'node:util';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { paymentRequestBody } from './payload';
@@ -67,7 +68,7 @@ function run(job: LoadJob): Promise<LoadResult> {
       },
       (error: unknown, result: autocannon.Result) => {
         if (error) {
-          reject(error instanceof Error ? error : new Error(String(error)));
+          reject(error instanceof Error ? error : new Error(inspect(error)));
           return;
         }
         resolve({

@@ -286,7 +286,7 @@ function describe(events: readonly MonitorEvent[], scriptNames: ReadonlyMap<stri
 export function loadScriptNames(distDir: string): Map<string, string> {
   const names = new Map<string, string>();
   const dir = path.join(distDir, 'store', 'scripts');
-  let files: string[] = [];
+  let files: string[];
   try {
     files = fs.readdirSync(dir).filter((file) => file.endsWith('.lua'));
   } catch {

@@ -34,7 +34,7 @@ function describe(answer: Answer): string {
   if (answer.status === 201) {
     return `${answer.status}  ${answer.replayed ? 'replayed' : 'created '}  ${String(answer.body['id'])}${answer.replayed ? '  (Idempotent-Replayed: true)' : ''}`;
   }
-  const type = String(answer.body['type'] ?? '').split(':').pop();
+  const type = typeof answer.body['type'] === 'string' ? answer.body['type'].split(':').pop() : '';
   return `${answer.status}  ${type}${answer.retryAfter ? `  (Retry-After: ${answer.retryAfter})` : ''}`;
 }
 

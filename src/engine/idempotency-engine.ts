@@ -514,10 +514,10 @@ export class IdempotencyEngine {
         this.deps.store.renew(scope, lease.token, ttl),
       ]);
       if (lock.status === 'rejected' || lock.value === false) {
-        publish(channels.leaseLost, { scope, what: 'lock', error: lock.status === 'rejected' ? lock.reason : undefined });
+        publish(channels.leaseLost, { scope, what: 'lock', error: lock.status === 'rejected' ? (lock.reason as unknown) : undefined });
       }
       if (record.status === 'rejected' || record.value === false) {
-        publish(channels.leaseLost, { scope, what: 'record', error: record.status === 'rejected' ? record.reason : undefined });
+        publish(channels.leaseLost, { scope, what: 'record', error: record.status === 'rejected' ? (record.reason as unknown) : undefined });
       }
       if (!stopped) schedule();
     };

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
+import { inspect } from 'node:util';
 import pino, { type Logger } from 'pino';
 import type { LogLevel } from '../config/settings';
 import {
@@ -48,7 +49,8 @@ function errorText(error: unknown): string | undefined {
     const cause = error.cause instanceof Error ? `: ${error.cause.message}` : '';
     return `${error.message}${cause}`;
   }
-  return String(error);
+  // Something thrown that is no Error (an object, a number): its contents, not '[object Object]'.
+  return typeof error === 'string' ? error : inspect(error, { breakLength: Infinity });
 }
 
 /** Subscribes the logger to the engine's and the proxy's channels; returns the unsubscribe. */

@@ -106,7 +106,7 @@ export function answerClientError(limits: ClientLimits): (error: Error, socket: 
     answering.add(socket);
     socket.on('error', () => socket.destroy());
     report(problem, error);
-    afterOwedResponses(socket as HttpSocket, () => writeAndClose(socket, problem));
+    afterOwedResponses(socket, () => writeAndClose(socket, problem));
   };
 }
 

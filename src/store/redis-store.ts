@@ -126,10 +126,10 @@ export class RedisRecordStore implements RecordStore {
       names.channel,
       String(Math.max(0, Math.round(request.expiryGraceMs ?? 0))),
     ]);
-    if (!Array.isArray(reply) || !reply.every(Buffer.isBuffer) || reply.length === 0) {
+    if (!Array.isArray(reply) || !reply.every((item) => Buffer.isBuffer(item)) || reply.length === 0) {
       throw malformed('claim reply');
     }
-    const [outcome, ...pairs] = reply as Buffer[];
+    const [outcome, ...pairs] = reply;
     if (outcome?.toString() === 'claimed') return { claimed: true };
     const record = parseRecord(pairsToMap(pairs));
     if (outcome?.toString() !== 'existing' || record === null) throw malformed('claim reply');

@@ -100,7 +100,7 @@ export function loadRedisTls(files: RedisTlsFiles): RedisTlsOptions {
   const key = files.redisTlsKeyFile === undefined ? undefined : readPrivateKey(files.redisTlsKeyFile, problems);
   if (cert !== undefined && key !== undefined) {
     // The first certificate is the client's own (a bundle may follow it with intermediates).
-    const own = new X509Certificate((cert.toString('utf8').match(PEM_CERTIFICATE) ?? [''])[0] as string);
+    const own = new X509Certificate((cert.toString('utf8').match(PEM_CERTIFICATE) ?? [''])[0]);
     if (!own.checkPrivateKey(createPrivateKey(key))) {
       problems.push(
         `${envName('redisTlsKeyFile')}: ${JSON.stringify(files.redisTlsKeyFile)} is not the key of the certificate in ${envName('redisTlsCertFile')}; give the matching pair`,

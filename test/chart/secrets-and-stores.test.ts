@@ -18,7 +18,7 @@ import { loadConfig, unknownEnvironmentVariables } from '../../src/config/load';
 import { parseSidecarTemplate } from '../../src/webhook/template';
 import { injectedPod } from '../helpers/admission-review';
 import { renderValid as renderValidated, validateContainer, validateObject } from './kube-validate';
-import { chartRenderer, chartWithDependency, removeScratch, render, renderError, renderNotes, type KubeObject, type RenderOptions, type RenderedObject } from './render';
+import { chartWithDependency, helm, removeScratch, renderError, renderNotes, type KubeObject, type RenderOptions, type RenderedObject } from './render';
 
 interface EnvVar {
   name: string;
@@ -117,7 +117,7 @@ function expectSecretRef(c: Container, name: string, secret: string, key: string
 
 let scratch: string;
 beforeAll(() => {
-  chartRenderer();
+  helm();
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'chart-kubelet-'));
 }, 240_000);
 afterAll(() => {

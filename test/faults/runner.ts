@@ -103,9 +103,9 @@ export async function runScenario(cluster: FaultCluster, scenario: Scenario, mod
       faultError = error;
     });
 
-  let mainMs = 0;
-  let healMs = 0;
-  let settleMs = 0;
+  let mainMs: number;
+  let healMs: number;
+  let settleMs: number;
   let finals: Map<string, Answer | undefined>;
   try {
     await client.run(plans);

@@ -310,7 +310,7 @@ export function planPayments(options: PlanOptions, random: () => number): Paymen
       behaviour = { kind: 'ok', delayMs: Math.floor(low + random() * (high - low)) };
     } else if (roll < (edge += shares.release)) {
       behaviour = { kind: 'release', status: RELEASE_LIST[i % RELEASE_LIST.length] as number, delayMs: base };
-    } else if (roll < (edge += shares.decline)) behaviour = { kind: 'decline', delayMs: base };
+    } else if (roll < edge + shares.decline) behaviour = { kind: 'decline', delayMs: base };
     else behaviour = { kind: 'ok', delayMs: base };
     const payment: PaymentBody = { key, amount: 100 + Math.floor(random() * 99_900), currency: 'EUR', behaviour };
     const body = JSON.stringify(payment);

@@ -31,5 +31,5 @@ export function injectedPod<T extends object>(pod: T, template: SidecarTemplate)
   if (!response.allowed) throw new Error(`the webhook denied the pod: ${JSON.stringify(response.status)}`);
   if (response.patch === undefined) return structuredClone(pod);
   const operations = JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8')) as PatchOperation[];
-  return applyJsonPatch(structuredClone(pod), operations) as T;
+  return applyJsonPatch<T>(structuredClone(pod), operations);
 }

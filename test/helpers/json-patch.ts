@@ -47,7 +47,7 @@ export function applyJsonPatch<T>(document: T, operations: readonly PatchOperati
     let parent: unknown = root;
     for (const token of tokens.slice(0, -1)) {
       if (!isContainer(parent)) throw new Error(`${operation.path}: the parent does not exist`);
-      parent = Array.isArray(parent) ? parent[arrayIndex(token, parent.length, false)] : (parent as Record<string, unknown>)[token];
+      parent = Array.isArray(parent) ? parent[arrayIndex(token, parent.length, false)] : parent[token];
     }
     if (!isContainer(parent)) throw new Error(`${operation.path}: the parent does not exist`);
     const last = tokens[tokens.length - 1] as string;
@@ -70,7 +70,7 @@ export function applyJsonPatch<T>(document: T, operations: readonly PatchOperati
           throw new Error(`unsupported op ${operation.op}`);
       }
     } else {
-      const object = parent as Record<string, unknown>;
+      const object = parent;
       switch (operation.op) {
         case 'add':
           object[last] = value;

@@ -74,7 +74,13 @@ export interface PaymentUpstreamOptions {
 export async function startPaymentUpstream(options: PaymentUpstreamOptions = {}): Promise<PaymentUpstream> {
   const executions: Execution[] = [];
   let nextId = 1;
-  const server = http.createServer({ ...(options.maxHeaderSize === undefined ? {} : { maxHeaderSize: options.maxHeaderSize }) }, async (req, res) => {
+  // A handler that throws (a status writeHead refuses) resets its request: an unhandled rejection
+  // would end the test process.
+  const server = http.createServer(
+    { ...(options.maxHeaderSize === undefined ? {} : { maxHeaderSize: options.maxHeaderSize }) },
+    (req, res) => void handle(req, res).catch(() => res.destroy()),
+  );
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://upstream.invalid');
     const path = url.pathname.replace(/^\/v\/[^/]+(?=\/)/, '');
     // A request whose client went away before its body ended was never received: not an execution.
@@ -155,7 +161,7 @@ export async function startPaymentUpstream(options: PaymentUpstreamOptions = {})
     }
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('no such route');
-  });
+  }
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     executions.push({ method: req.method ?? 'GET', url: req.url ?? '/', route: req.url ?? '/', key: undefined, body: Buffer.alloc(0), headers: req.headers });
     if ((req.url ?? '').startsWith('/decline')) {

@@ -31,7 +31,8 @@ import { createCertificateAuthority, issueServerCertificate } from '../helpers/t
 import { httpsRequest } from '../helpers/webhook-process';
 
 const ROOT = path.resolve(__dirname, '..', '..');
-const DISTROLESS = 'gcr.io/distroless/nodejs20-debian12:nonroot';
+const DISTROLESS = 'gcr.io/distroless/nodejs24-debian12:nonroot';
+const BUILDER = 'node:24-bookworm-slim';
 const NODE = '/nodejs/bin/node';
 
 interface Instruction {
@@ -83,7 +84,7 @@ function stagesOf(instructions: readonly Instruction[]): Stage[] {
 function execForm(args: string): string[] | undefined {
   try {
     const parsed: unknown = JSON.parse(args);
-    return Array.isArray(parsed) && parsed.every((part) => typeof part === 'string') ? (parsed as string[]) : undefined;
+    return Array.isArray(parsed) && parsed.every((part) => typeof part === 'string') ? parsed : undefined;
   } catch {
     return undefined;
   }
@@ -107,11 +108,19 @@ const WORKDIR = '/app';
 const inWorkdir = (target: string): string => path.posix.normalize(path.posix.isAbsolute(target) ? target : path.posix.join(WORKDIR, target));
 
 describe('the Dockerfile', () => {
-  test('is multi-stage: a node:20-bookworm-slim build stage, then the distroless nonroot image', () => {
+  test(`is multi-stage: a ${BUILDER} build stage, then the distroless nonroot image of the same Node line`, () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
-    expect(build.from).toBe('node:20-bookworm-slim');
+    expect(build.from).toBe(BUILDER);
     expect(build.name).toBe('build');
     expect(final.from).toBe(DISTROLESS);
+  });
+
+  test('both stages run the Node line package.json supports, the one the tests run on', () => {
+    const { engines } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } };
+    const major = /^\^(\d+)\./.exec(engines.node)?.[1];
+    expect(major).toBe(process.versions.node.split('.')[0]);
+    expect(/^node:(\d+)-/.exec(build.from)?.[1]).toBe(major);
+    expect(/\/nodejs(\d+)-/.exec(final.from)?.[1]).toBe(major);
   });
 
   test('the build stage installs from the lock file, builds, then drops the dev dependencies', () => {
@@ -122,7 +131,7 @@ describe('the Dockerfile', () => {
     expect(at(/^npm prune\b.*--omit=dev/)).toBeGreaterThan(at(/^npm run build\b/));
     // What `npm run build` reads is in the stage before it runs.
     const copied = build.instructions.filter((i) => i.keyword === 'COPY').flatMap((i) => i.args.split(/\s+/).slice(0, -1));
-    for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'scripts/', 'src/']) {
+    for (const needed of ['package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'tsconfig.build.json', 'scripts/', 'src/']) {
       expect(copied).toContain(needed);
     }
   });
@@ -324,6 +333,8 @@ describe(`the final stage's files, run on their own (${FULL ? 'npm ci --omit=dev
     for (const dev of ['typescript', 'jest', 'ts-jest', 'testcontainers', '@types/node']) {
       expect(() => require.resolve(dev, { paths: [image] })).toThrow();
     }
+    // The `node` devDependency is a whole Node binary for a checkout's scripts; the image has its own.
+    expect(fs.existsSync(path.join(image, 'node_modules', 'node'))).toBe(false);
     for (const runtime of ['ioredis', 'pino', 'undici', 'zod', 'yaml']) {
       expect(require.resolve(runtime, { paths: [image] }).startsWith(image)).toBe(true);
     }

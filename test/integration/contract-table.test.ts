@@ -339,7 +339,7 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
         expect(retry.header('retry-after')).toBeUndefined();
       }
       expect(upstream.countKey(key)).toBe(1);
-      const line = sidecar.logs().find((l) => l['msg'] !== undefined && String(l['msg']).startsWith('outcome unknown'));
+      const line = sidecar.logs().find((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('outcome unknown'));
       expect(line).toMatchObject({ level: 'error', reason: 'timeout', action: 'hold', path: '/hang' });
       expect(JSON.stringify(sidecar.logs())).not.toContain(key);
     });

@@ -5,7 +5,7 @@
 import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-upstream';
 import { startRedis, type RedisHandle } from '../helpers/redis-server';
 import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
-import { freshKey, send, sleep } from '../helpers/client';
+import { freshKey, send } from '../helpers/client';
 import { waitFor } from '../helpers/wait';
 
 const PROBLEM = 'urn:idempotency-sidecar:problem:';
@@ -53,7 +53,7 @@ describe('record store unavailable, reject mode', () => {
 
   test('Redis frozen (SIGSTOP): 503 once the store timeout passes, no hang', async () => {
     const key = freshKey();
-    await redis.pause();
+    redis.pause();
     try {
       const started = Date.now();
       const reply = await send(sidecar.url, '/payments', { key, body: '{}' });
@@ -63,7 +63,7 @@ describe('record store unavailable, reject mode', () => {
       expect(Date.now() - started).toBeLessThan(5_000);
       expect(upstream.countKey(key)).toBe(0);
     } finally {
-      await redis.resume();
+      redis.resume();
     }
     await waitFor(async () => (await send(sidecar.adminUrl, '/readyz', { method: 'GET' })).status === 200, { intervalMs: 100 });
     expect((await send(sidecar.url, '/payments', { key, body: '{}' })).status).toBe(201);

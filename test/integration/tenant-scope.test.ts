@@ -89,7 +89,7 @@ async function adminRecords(sidecar: SidecarProcess, key: string, token?: string
   const response = await fetch(`${sidecar.adminUrl}/keys/${encodeURIComponent(key)}`, {
     headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
   });
-  return { status: response.status, body: (await response.json()) as unknown };
+  return { status: response.status, body: await response.json() };
 }
 
 /** Every key name and value in the store Redis, as one text to search. */
