@@ -65,7 +65,7 @@ export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
     void handling.finally(() => pending.delete(handling));
   };
   // The same handler and limits on both: what differs is the socket under the request, not the request.
-  const options: UpgradeChoosingOptions = { ...serverOptions(deps.limits), shouldUpgradeCallback: (req) => mayTunnel(deps.resolveRoute, req) };
+  const options: http.ServerOptions = { ...serverOptions(deps.limits), shouldUpgradeCallback: (req) => mayTunnel(deps.resolveRoute, req) };
   const server = deps.tls === undefined ? http.createServer(options, handler) : https.createServer({ ...options, ...deps.tls }, handler);
   // Node keeps the first 2,000 headers by default and drops the rest without a word: a key header
   // past them would be ignored. The header block's size limit bounds the count instead.
@@ -73,14 +73,10 @@ export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
   server.on('clientError', answerClientError(deps.limits));
   // Interim 100 Continue answers must not overtake or split the final answers on a pipelined connection.
   server.on('checkContinue', continueInOrder(handler));
-  // Without shouldUpgradeCallback (Node before 24.9 and 22.21) Node would hand every upgrade
-  // request to this listener, guarded ones included: there, no listener, so upgrades are refused
-  // (handled as plain requests with the offer dropped) rather than tunnelled past the guard.
-  if (SHOULD_UPGRADE_CALLBACK) {
-    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      deps.passThrough.upgrade(req, socket, head);
-    });
-  }
+  // Only what shouldUpgradeCallback accepted (Node 24.9 and later) comes here.
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    deps.passThrough.upgrade(req, socket, head);
+  });
   return {
     server,
     async settled(): Promise<void> {
@@ -281,15 +277,6 @@ async function guard(
  */
 const CLOSES_CONNECTION: ReadonlySet<string> = new Set(['body-too-large', 'overloaded', 'transfer-coding-unsupported', 'bad-request']);
 const OVERLOADED_RETRY_AFTER_SECONDS = 1;
-
-/** `shouldUpgradeCallback` is Node's (24.9, 22.21); spelled out for type definitions that predate it. */
-type UpgradeChoosingOptions = http.ServerOptions & { shouldUpgradeCallback?: (req: http.IncomingMessage) => boolean };
-
-/** Node 24.9 and 22.21 let the listener choose which upgrade requests become 'upgrade' events. */
-const SHOULD_UPGRADE_CALLBACK = ((): boolean => {
-  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
-  return major > 24 || (major === 24 && minor >= 9) || (major === 22 && minor >= 21);
-})();
 
 /**
  * Whether an upgrade request may become a tunnel: only one that is not guarded and carries no
