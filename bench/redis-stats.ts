@@ -21,6 +21,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import Redis from 'ioredis';
+import { readScript } from '../src/store/lua-scripts';
 
 /** Commands the harness itself sends (snapshots, markers, flushes): never counted. */
 const HARNESS_COMMANDS = new Set(['info', 'echo', 'flushall', 'client', 'monitor', 'config']);
@@ -293,7 +294,8 @@ export function loadScriptNames(distDir: string): Map<string, string> {
     return names;
   }
   for (const file of files) {
-    const sha = createHash('sha1').update(fs.readFileSync(path.join(dir, file), 'utf8')).digest('hex');
+    // Redis knows a script by the digest of its text with the includes expanded, as the store sends it.
+    const sha = createHash('sha1').update(readScript(dir, file)).digest('hex');
     names.set(sha, file.replace(/\.lua$/, ''));
   }
   return names;

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * Copies what tsc does not: the Lua scripts the Redis store reads at run time from the folder
- * next to its compiled module (src/store/scripts/*.lua -> dist/store/scripts/). Plain Node, no
+ * next to its compiled module (src/store/scripts/*.lua -> dist/store/scripts/, and their
+ * includes/). Plain Node, no
  * dependencies, so it runs right after `tsc` in `npm run build`.
  */
 'use strict';
@@ -10,7 +11,11 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const ASSETS = [{ from: 'src/store/scripts', to: 'dist/store/scripts', suffix: '.lua' }];
+const ASSETS = [
+  { from: 'src/store/scripts', to: 'dist/store/scripts', suffix: '.lua' },
+  // The fragments the scripts share through `--- @include` (src/store/lua-scripts.ts).
+  { from: 'src/store/scripts/includes', to: 'dist/store/scripts/includes', suffix: '.lua' },
+];
 
 let copied = 0;
 for (const { from, to, suffix } of ASSETS) {

@@ -23,7 +23,7 @@ import type {
   UpstreamRequest,
   UpstreamResult,
 } from './ports';
-import type { IdempotencyRecord, RecordScope, StoredResponse } from './record';
+import type { FoundRecord, RecordScope, StoredResponse } from './record';
 
 export type ConcurrentMode = 'reject' | 'wait';
 
@@ -191,7 +191,9 @@ export class IdempotencyEngine {
       watch = await this.deps.store.watch(request.scope);
       for (;;) {
         if (clientLeft()) return { kind: 'abandoned' };
-        const attempt = await this.attemptOrUnavailable(request);
+        // `watching`: the look marks a record it finds in flight as waited on, so its settle is
+        // announced (the store announces nothing for records nobody waits on).
+        const attempt = await this.attemptOrUnavailable(request, true);
         const remaining = deadline - Date.now();
         if (attempt.kind !== 'in_flight' || remaining <= 0) return attempt;
         let pauseMs = WAIT_FALLBACK_MS;
@@ -218,9 +220,9 @@ export class IdempotencyEngine {
   }
 
   /** attempt(), with a store failure turned into its answer. */
-  private async attemptOrUnavailable(request: GuardedRequest): Promise<Attempt> {
+  private async attemptOrUnavailable(request: GuardedRequest, watching = false): Promise<Attempt> {
     try {
-      return await this.attempt(request);
+      return await this.attempt(request, watching);
     } catch (error) {
       return this.unavailable(request, 'claim', error);
     }
@@ -248,10 +250,10 @@ export class IdempotencyEngine {
   }
 
   /** One pass of claim, or of read, lock and claim with a separate quorum. Throws StoreUnavailableError. */
-  private async attempt(request: GuardedRequest): Promise<Attempt> {
+  private async attempt(request: GuardedRequest, watching: boolean): Promise<Attempt> {
     const { store, locks } = this.deps;
-    if (locks === undefined) return this.claimAsLock(request);
-    const existing = await store.read(request.scope);
+    if (locks === undefined) return this.claimAsLock(request, watching);
+    const existing = await store.read(request.scope, { watching });
     if (existing) {
       const decided = decideExisting(existing, request.fingerprint);
       if (decided) return { kind: 'result', result: decided };
@@ -261,14 +263,14 @@ export class IdempotencyEngine {
     if (!lease) {
       // Another request holds the key. It may have finished between our read and our lock, or
       // have claimed with another fingerprint; look once more so the answer is exact.
-      const current = existing ?? (await store.read(request.scope));
+      const current = existing ?? (await store.read(request.scope, { watching }));
       const decided = current ? decideExisting(current, request.fingerprint) : undefined;
       if (decided) return { kind: 'result', result: decided };
       return current ? { kind: 'in_flight' } : { kind: 'in_flight', unclaimed: true };
     }
 
     try {
-      const claim = await this.claimRecord(request, lease.token);
+      const claim = await this.claimRecord(request, lease.token, watching);
       if (claim.claimed) return { kind: 'owned', lease };
       await lease.release();
       const decided = decideExisting(claim.record, request.fingerprint);
@@ -283,9 +285,9 @@ export class IdempotencyEngine {
    * The record store holds the lock too: one script claims the key or returns its record. A new
    * key costs this round trip and the completion's; a replay or an in-flight duplicate, this one.
    */
-  private async claimAsLock(request: GuardedRequest): Promise<Attempt> {
+  private async claimAsLock(request: GuardedRequest, watching: boolean): Promise<Attempt> {
     const token = randomUUID();
-    const claim = await this.claimRecord(request, token);
+    const claim = await this.claimRecord(request, token, watching);
     if (claim.claimed) return { kind: 'owned', lease: recordLease(token) };
     const decided = decideExisting(claim.record, request.fingerprint);
     return decided ? { kind: 'result', result: decided } : { kind: 'in_flight' };
@@ -297,7 +299,7 @@ export class IdempotencyEngine {
    * failed claim is undone in the background by a release fenced by its own token, which does
    * nothing if the claim never landed or the key is someone else's.
    */
-  private async claimRecord(request: GuardedRequest, token: string): Promise<ClaimResult> {
+  private async claimRecord(request: GuardedRequest, token: string, watching: boolean): Promise<ClaimResult> {
     try {
       return await this.deps.store.claim(request.scope, {
         fingerprint: request.fingerprint,
@@ -306,6 +308,7 @@ export class IdempotencyEngine {
         ttlMs: request.ttlMs,
         onExpiredLease: this.settings.onUnknown,
         expiryGraceMs: Math.min(this.settings.lockTtlMs, EXPIRED_LEASE_GRACE_MS),
+        watching,
       });
     } catch (error) {
       if (error instanceof StoreUnavailableError) {
@@ -558,7 +561,7 @@ function keyReused(): EngineResult {
   );
 }
 
-function decideExisting(record: IdempotencyRecord, fingerprint: string): EngineResult | undefined {
+function decideExisting(record: FoundRecord, fingerprint: string): EngineResult | undefined {
   if (record.fingerprint !== fingerprint) return keyReused();
   switch (record.state) {
     case 'completed':

@@ -2,7 +2,7 @@
  * What the engine needs from the outside world. Implementations live in store/ (memory, Redis)
  * and proxy/ (the upstream call); the engine imports neither Redis nor HTTP.
  */
-import type { IdempotencyRecord, RecordScope, StoredResponse, TenantRecord } from './record';
+import type { FoundRecord, IdempotencyRecord, RecordScope, StoredResponse, TenantRecord } from './record';
 
 export type OnUnknown = 'hold' | 'release';
 
@@ -25,11 +25,22 @@ export interface ClaimRequest {
    * before a duplicate's claim judges its key unknown (or, under `release`, runs it again).
    */
   readonly expiryGraceMs?: number;
+  /** The caller watches this record (RecordStore.watch): see ReadOptions.watching. */
+  readonly watching?: boolean;
+}
+
+export interface ReadOptions {
+  /**
+   * The caller watches this record (RecordStore.watch) and will wait for it to settle: a record
+   * found in flight is marked as waited on, atomically with this read, so that its settle is
+   * reported. Without the mark a store may leave a settle unreported (nobody waits for it).
+   */
+  readonly watching?: boolean;
 }
 
 export type ClaimResult =
   | { readonly claimed: true }
-  | { readonly claimed: false; readonly record: IdempotencyRecord };
+  | { readonly claimed: false; readonly record: FoundRecord };
 
 /**
  * The record store. Every transition is atomic and fenced by the owner's token: a write by a
@@ -40,7 +51,7 @@ export type ClaimResult =
  */
 export interface RecordStore {
   /** The record, or null. Expired records are never returned. */
-  read(scope: RecordScope): Promise<IdempotencyRecord | null>;
+  read(scope: RecordScope, options?: ReadOptions): Promise<IdempotencyRecord | null>;
   /** absent -> in_flight (claimed), or the existing record (after the expired-lease rule). */
   claim(scope: RecordScope, request: ClaimRequest): Promise<ClaimResult>;
   /** Pushes the lease of an in-flight record forward. */
@@ -65,8 +76,11 @@ export interface RecordStore {
    * owner, or by a claim that finds its lease run out) and removal. Creation and renewal are not
    * reported. `wait` mode sleeps on it instead of polling.
    *
-   * Resolves once the subscription is active, so that a caller who watches, then reads, cannot
-   * miss a settle that lands after its read. Delivery is best effort: a notice may be lost (a
+   * Resolves once the subscription is active. A settle is reported when a look made after that
+   * (a claim or a read with `watching`) found the record in flight, and on removal; a store may
+   * report others too, but need not: the Redis store publishes only for records someone marked,
+   * so a request nobody waits for costs no notice. So a caller who watches, then looks with
+   * `watching`, cannot miss a settle that lands after its look. Delivery is best effort: a notice may be lost (a
    * reconnecting subscriber, a subscription that could not be made within the store timeout, in
    * which case the watch still resolves, deaf), so a caller must bound its wait and read again.
    * Never slower than the store timeout; throws StoreUnavailableError only when the store is

@@ -41,6 +41,13 @@ export interface IdempotencyRecord {
   readonly response?: StoredResponse;
 }
 
+/**
+ * What a claim that finds the key returns: all that the request's answer depends on. Without the
+ * record's instants, which a store need not read on that path (the Redis store would need one
+ * more command per replay for them).
+ */
+export type FoundRecord = Pick<IdempotencyRecord, 'state' | 'fingerprint' | 'token' | 'response'>;
+
 export interface TenantRecord extends IdempotencyRecord {
   readonly tenant: string;
 }

@@ -199,7 +199,7 @@ export class SidecarMetrics {
         }
       };
     return {
-      read: timed('read', (scope) => store.read(scope)),
+      read: timed('read', (scope, options) => store.read(scope, options)),
       claim: timed('claim', (scope, request) => store.claim(scope, request)),
       renew: timed('renew', (scope, token, leaseMs) => store.renew(scope, token, leaseMs)),
       complete: timed('complete', (scope, token, response, ttlMs) => store.complete(scope, token, response, ttlMs)),

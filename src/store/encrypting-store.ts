@@ -14,8 +14,8 @@
  * turned on are replayed as they are, so turning it on loses no record.
  */
 import type { KeySetting } from '../config/encryption-keys';
-import type { ClaimRequest, ClaimResult, RecordStore, RecordWatch } from '../engine/ports';
-import type { IdempotencyRecord, RecordScope, StoredResponse, TenantRecord } from '../engine/record';
+import type { ClaimRequest, ClaimResult, ReadOptions, RecordStore, RecordWatch } from '../engine/ports';
+import type { FoundRecord, IdempotencyRecord, RecordScope, StoredResponse, TenantRecord } from '../engine/record';
 import { RecordUnreadableError } from '../errors';
 import { type ResponseCipher, sealedKeyId } from './response-cipher';
 
@@ -32,8 +32,8 @@ export class EncryptingRecordStore implements RecordStore {
     private readonly options: EncryptingStoreOptions,
   ) {}
 
-  async read(scope: RecordScope): Promise<IdempotencyRecord | null> {
-    const record = await this.inner.read(scope);
+  async read(scope: RecordScope, options?: ReadOptions): Promise<IdempotencyRecord | null> {
+    const record = await this.inner.read(scope, options);
     return record === null ? null : this.open(scope, record);
   }
 
@@ -89,7 +89,7 @@ export class EncryptingRecordStore implements RecordStore {
     return this.inner.close();
   }
 
-  private open<T extends IdempotencyRecord>(scope: RecordScope, record: T): T {
+  private open<T extends FoundRecord>(scope: RecordScope, record: T): T {
     const stored = record.response;
     if (stored === undefined) return record;
     const keyId = sealedKeyId(stored);

@@ -3,19 +3,22 @@
  *
  * Layout (prefix `idem:` by default):
  *
- *   idem:{<keyhash>}:r:<tenant>   hash        the record of (tenant, key)
+ *   idem:{<keyhash>}:r:<tenant>   string      the record of (tenant, key) (record-value.ts)
  *   idem:{<keyhash>}:l:<tenant>   string      the Redlock lock of (tenant, key)
- *   idem:{<keyhash>}:t            sorted set  tenant -> expiresAt (ms): the tenants that hold a
- *                                             record of this key, for the admin API (no SCAN)
  *   idem:{<keyhash>}:c:<tenant>   channel     pub/sub: the scripts that settle the record of
  *                                             (tenant, key) publish on it (RecordStore.watch)
  *
+ * There is no index of the tenants that hold a record of a key: keeping one cost a first-time
+ * request six of its Redis commands, for the sake of the admin API. The admin lookup of a key
+ * instead SCANs for `idem:{<keyhash>}:r:*` (recordPattern), which costs Redis a walk of its
+ * keyspace per lookup, in small steps, and a payment nothing. (Earlier versions kept a sorted
+ * set at `idem:{<keyhash>}:t`; left alone, it expires by itself.)
+ *
  * The hash tag `{<keyhash>}` is derived from the client's key alone, so that every tenant's record
- * of one key, its lock and the per-key index live in one Redis Cluster slot: the scripts that touch
- * a record and the index at once (claim-2, complete-2, release-2) are then legal in a Cluster.
- * It is a hash, not the key itself, because a key may contain `{` and `}`, which would move or
- * split the tag, and because a hash bounds the key name's length. The tenant (itself a hash of
- * the tenant headers) follows the tag, so it cannot change the slot whatever it contains.
+ * of one key and its lock live in one Redis Cluster slot. It is a hash, not the key itself, because a key may contain `{`
+ * and `}`, which would move or split the tag, and because a hash bounds the key name's length.
+ * The tenant (itself a hash of the tenant headers) follows the tag, so it cannot change the slot
+ * whatever it contains.
  */
 import { createHash } from 'node:crypto';
 import type { RecordScope } from '../engine/record';
@@ -58,9 +61,14 @@ export class Keyspace {
     return `${this.prefix}{${keyTag(scope.key)}}:l:${scope.tenant}`;
   }
 
-  /** The sorted set of the tenants that hold a record of this key (member tenant, score expiresAt). */
-  index(key: string): string {
-    return `${this.prefix}{${keyTag(key)}}:t`;
+  /**
+   * The SCAN pattern that matches the records of every tenant under this key, and the length of
+   * what precedes the tenant in each name. The prefix's glob characters are escaped; the tag has
+   * none (base64url).
+   */
+  recordPattern(key: string): { readonly pattern: string; readonly tenantAt: number } {
+    const head = `{${keyTag(key)}}:r:`;
+    return { pattern: `${this.prefix.replace(/[*?[\\\]]/g, '\\$&')}${head}*`, tenantAt: this.prefix.length + head.length };
   }
 
   /**
@@ -73,19 +81,18 @@ export class Keyspace {
   }
 
   /**
-   * The record, index and channel names at once, hashing the key once: a script call needs all
-   * three, and three SHA-256 digests per call were a visible share of a request's CPU.
+   * The record and channel names at once, hashing the key once: a script call needs both, and a
+   * SHA-256 digest per name was a visible share of a request's CPU.
    */
   names(scope: RecordScope): RecordNames {
     const base = `${this.prefix}{${keyTag(scope.key)}}:`;
-    return { record: `${base}r:${scope.tenant}`, index: `${base}t`, channel: `${base}c:${scope.tenant}` };
+    return { record: `${base}r:${scope.tenant}`, channel: `${base}c:${scope.tenant}` };
   }
 }
 
 /** Every name a transition of one record needs. */
 export interface RecordNames {
   readonly record: string;
-  readonly index: string;
   readonly channel: string;
 }
 
@@ -99,11 +106,6 @@ export function recordKey(scope: RecordScope, prefix: string = DEFAULT_KEY_PREFI
 /** The lock resource name the engine passes to LockProvider.acquire. */
 export function lockResource(scope: RecordScope, prefix: string = DEFAULT_KEY_PREFIX): string {
   return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.lock(scope) : new Keyspace(prefix).lock(scope);
-}
-
-/** The per-key tenant index. */
-export function indexKey(key: string, prefix: string = DEFAULT_KEY_PREFIX): string {
-  return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.index(key) : new Keyspace(prefix).index(key);
 }
 
 /** The settle channel of a record under the default prefix. */

@@ -1,23 +1,25 @@
 /**
  * The record store over Redis (one server or a Cluster). Each state transition is one Lua script
- * (scripts/*.lua, one per transition, KEYS and ARGV documented in each file's header), so a
- * transition is atomic and fenced by the owner's token inside Redis; time comes from the server's
- * clock, never from a replica's. A replay is one round trip: HGETALL of the record.
+ * (scripts/*.lua, one per transition, KEYS and ARGV documented in each file's header; shared
+ * pieces in scripts/includes, expanded by lua-scripts.ts), so a transition is atomic and fenced
+ * by the owner's token inside Redis; time comes from the server's clock, never from a replica's.
  *
- * A record is a hash: state, fp, token, createdAt, expiresAt, leaseUntil, and once completed
- * status, headers (JSON array of [name, value]) and body (raw bytes). Redis expires the hash at
- * exactly `expiresAt` (PEXPIREAT), so a record past its expiry is simply absent.
+ * A record is one string (record-value.ts; scripts/includes/record.lua) under a key that Redis
+ * expires at the record's end: a record past its expiry is simply absent. A first-time request
+ * costs Redis six commands in two round trips (claim: EVALSHA + SET NX GET PX; complete: EVALSHA
+ * + GET + PTTL + SET PX), a replay two in one (the claim's), measured by `npm run bench:redis`.
  *
- * The scripts that settle a record also PUBLISH on its channel; watches subscribe to it over a
- * connection of their own (redis-watch.ts).
+ * The scripts that settle a record PUBLISH on its channel when a duplicate waits on it; watches
+ * subscribe to it over a connection of their own (redis-watch.ts).
  */
-import { readFileSync } from 'node:fs';
-import { Cluster } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
 import path from 'node:path';
-import type { ClaimRequest, ClaimResult, RecordStore, RecordWatch } from '../engine/ports';
-import type { HeaderPair, IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
+import type { ClaimRequest, ClaimResult, ReadOptions, RecordStore, RecordWatch } from '../engine/ports';
+import type { IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
 import { StoreUnavailableError } from '../errors';
 import { DEFAULT_KEY_PREFIX, Keyspace } from './keys';
+import { readScript } from './lua-scripts';
+import { decodeFound, decodeWithExpiry, encodeInFlight, encodeResponse, malformed, parseHeaders } from './record-value';
 import { closeClient, type RedisClient, whenReady, withDeadline } from './redis-connection';
 import { RedisWatchHub } from './redis-watch';
 import { checkReplicaAckOptions, evalAcknowledged, type ReplicaAckOptions } from './replica-ack';
@@ -38,14 +40,17 @@ export interface RedisRecordStoreOptions {
 
 /** The scripts, by the command name they are registered under (prefixed: the client may be shared). */
 const SCRIPTS = {
-  idemClaim: 'claim-2.lua',
+  idemClaim: 'claim-1.lua',
+  idemRead: 'read-1.lua',
   idemRenew: 'renew-1.lua',
-  idemComplete: 'complete-2.lua',
+  idemComplete: 'complete-1.lua',
   idemMarkUnknown: 'mark-unknown-1.lua',
-  idemRelease: 'release-2.lua',
-  idemRemove: 'remove-2.lua',
-  idemList: 'list-1.lua',
+  idemRelease: 'release-1.lua',
+  idemRemove: 'remove-1.lua',
 } as const;
+
+/** Keys SCAN looks at per call in the admin lookup: each call stays short, so requests queued behind it wait little. */
+const SCAN_COUNT = 1_000;
 
 type ScriptName = keyof typeof SCRIPTS;
 /** ioredis also defines `<name>Buffer`, whose replies are Buffers: used where a body comes back. */
@@ -69,13 +74,13 @@ function loadScripts(): ReadonlyMap<ScriptName, LoadedScript> {
   for (const [name, file] of Object.entries(SCRIPTS) as [ScriptName, string][]) {
     const numberOfKeys = Number(/-(\d+)\.lua$/.exec(file)?.[1]);
     if (!Number.isInteger(numberOfKeys)) throw new Error(`script ${file} is not named <verb>-<numKeys>.lua`);
-    scripts.set(name, { lua: readFileSync(path.join(__dirname, 'scripts', file), 'utf8'), numberOfKeys });
+    scripts.set(name, { lua: readScript(path.join(__dirname, 'scripts'), file), numberOfKeys });
   }
   loaded = scripts;
   return scripts;
 }
 
-const STATES: ReadonlySet<string> = new Set<RecordState>(['in_flight', 'completed', 'unknown']);
+const LEGACY_STATES: ReadonlySet<string> = new Set<RecordState>(['in_flight', 'completed', 'unknown']);
 
 export class RedisRecordStore implements RecordStore {
   private readonly client: RedisClient;
@@ -109,48 +114,54 @@ export class RedisRecordStore implements RecordStore {
     }
   }
 
-  async read(scope: RecordScope): Promise<IdempotencyRecord | null> {
-    const fields = await this.run('read', () => this.client.hgetallBuffer(this.keys.record(scope)));
-    return parseRecord(new Map(Object.entries(fields)));
+  async read(scope: RecordScope, options?: ReadOptions): Promise<IdempotencyRecord | null> {
+    return parseRead(await this.script('read', 'idemReadBuffer', [this.keys.record(scope)], [options?.watching === true ? '1' : '0']));
   }
 
   async claim(scope: RecordScope, request: ClaimRequest): Promise<ClaimResult> {
     const names = this.keys.names(scope);
-    const reply = await this.settlingScript(scope, 'claim', 'idemClaim', [names.record, names.index], [
-      request.token,
-      request.fingerprint,
-      milliseconds(request.leaseMs, 'leaseMs'),
-      milliseconds(request.ttlMs, 'ttlMs'),
+    const leaseMs = milliseconds(request.leaseMs, 'leaseMs');
+    const ttlMs = milliseconds(request.ttlMs, 'ttlMs');
+    const reply = await this.settlingScript(scope, 'claim', 'idemClaim', [names.record], [
+      encodeInFlight(request.fingerprint, request.token, leaseMs, ttlMs),
+      String(ttlMs),
       request.onExpiredLease,
-      scope.tenant,
       names.channel,
       String(Math.max(0, Math.round(request.expiryGraceMs ?? 0))),
+      request.watching === true ? '1' : '0',
     ]);
     if (!Array.isArray(reply) || !reply.every((item) => Buffer.isBuffer(item)) || reply.length === 0) {
       throw malformed('claim reply');
     }
-    const [outcome, ...pairs] = reply;
-    if (outcome?.toString() === 'claimed') return { claimed: true };
-    const record = parseRecord(pairsToMap(pairs));
-    if (outcome?.toString() !== 'existing' || record === null) throw malformed('claim reply');
-    return { claimed: false, record };
+    const [outcome, ...rest] = reply;
+    switch (outcome?.toString()) {
+      case 'claimed':
+        return { claimed: true };
+      case 'existing':
+        if (rest.length !== 1 || rest[0] === undefined) throw malformed('claim reply');
+        return { claimed: false, record: decodeFound(rest[0]) };
+      case 'legacy': {
+        const record = parseLegacyRecord(pairsToMap(rest));
+        if (record === null) throw malformed('claim reply');
+        return { claimed: false, record };
+      }
+      default:
+        throw malformed('claim reply');
+    }
   }
 
   async renew(scope: RecordScope, token: string, leaseMs: number): Promise<boolean> {
     return isOne(
-      await this.script('renew', 'idemRenew', [this.keys.record(scope)], [token, milliseconds(leaseMs, 'leaseMs')]),
+      await this.script('renew', 'idemRenew', [this.keys.record(scope)], [token, String(milliseconds(leaseMs, 'leaseMs'))]),
     );
   }
 
   async complete(scope: RecordScope, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
     const names = this.keys.names(scope);
-    const reply = await this.settlingScript(scope, 'complete', 'idemComplete', [names.record, names.index], [
+    const reply = await this.settlingScript(scope, 'complete', 'idemComplete', [names.record], [
       token,
-      milliseconds(ttlMs, 'ttlMs'),
-      String(response.status),
-      JSON.stringify(response.headers),
-      response.body,
-      scope.tenant,
+      String(milliseconds(ttlMs, 'ttlMs')),
+      encodeResponse(response),
       names.channel,
     ]);
     return isOne(reply);
@@ -163,34 +174,40 @@ export class RedisRecordStore implements RecordStore {
 
   async release(scope: RecordScope, token: string): Promise<boolean> {
     const names = this.keys.names(scope);
-    return isOne(await this.settlingScript(scope, 'release', 'idemRelease', [names.record, names.index], [token, scope.tenant, names.channel]));
+    return isOne(await this.settlingScript(scope, 'release', 'idemRelease', [names.record], [token, names.channel]));
   }
 
+  /**
+   * Admin only, and the one lookup that costs Redis more than a payment does: SCAN for the key's
+   * records (every master of a Cluster), in calls of SCAN_COUNT keys each within the store
+   * timeout, then each record read (one pipeline: they share the key's slot). A record deleted
+   * in between is simply absent.
+   */
   async listByKey(key: string): Promise<TenantRecord[]> {
-    // Admin only: two round trips (the index, then the records of its slot in one pipeline).
-    const tenants = await this.script('list', 'idemList', [this.keys.index(key)], []);
-    if (!Array.isArray(tenants) || !tenants.every((tenant): tenant is string => typeof tenant === 'string')) {
-      throw malformed('list reply');
-    }
-    if (tenants.length === 0) return [];
+    const { pattern, tenantAt } = this.keys.recordPattern(key);
+    const names = await this.scan(pattern);
+    if (names.length === 0) return [];
     const replies = await this.run('list', async () => {
       const pipeline = this.client.pipeline();
-      for (const tenant of tenants) pipeline.hgetallBuffer(this.keys.record({ tenant, key }));
+      // defineCommand adds the method to pipelines too, at run time: the type does not know it.
+      const read: unknown = (pipeline as unknown as Record<string, unknown>)['idemReadBuffer'];
+      if (typeof read !== 'function') throw new Error('script command idemReadBuffer is not defined');
+      for (const name of names) Reflect.apply(read, pipeline, [name, '0']);
       return pipeline.exec();
     });
     const records: TenantRecord[] = [];
-    tenants.forEach((tenant, i) => {
-      const [error, fields] = replies?.[i] ?? [new Error('no reply'), null];
+    names.forEach((name, i) => {
+      const [error, reply] = replies?.[i] ?? [new Error('no reply'), null];
       if (error) throw new StoreUnavailableError(`list: ${error.message}`, { cause: error });
-      const record = parseRecord(new Map(Object.entries(fields as Record<string, Buffer>)));
-      if (record) records.push({ ...record, tenant });
+      const record = parseRead(reply);
+      if (record) records.push({ ...record, tenant: name.slice(tenantAt) });
     });
     return records;
   }
 
   async remove(scope: RecordScope): Promise<boolean> {
     const names = this.keys.names(scope);
-    return isOne(await this.script('remove', 'idemRemove', [names.record, names.index], [scope.tenant, names.channel]));
+    return isOne(await this.script('remove', 'idemRemove', [names.record], [names.channel]));
   }
 
   async ping(): Promise<void> {
@@ -205,6 +222,21 @@ export class RedisRecordStore implements RecordStore {
     await this.watches.close();
     await Promise.all(this.ackClients.map((ackClient) => closeClient(ackClient, this.timeoutMs)));
     await closeClient(this.client, this.timeoutMs);
+  }
+
+  /** The names that match `pattern`, on every node that holds keys. */
+  private async scan(pattern: string): Promise<string[]> {
+    const nodes: readonly Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client];
+    const names = new Set<string>();
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, found] = await this.run('list', () => node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT), node);
+        for (const name of found) names.add(name);
+        cursor = next;
+      } while (cursor !== '0');
+    }
+    return [...names];
   }
 
   /**
@@ -281,20 +313,30 @@ function replicaAckOptions(options: RedisRecordStoreOptions): ReplicaAckOptions 
   return checkReplicaAckOptions({ replicas, timeoutMs });
 }
 
-/** ms as Redis expects them: a positive whole number (the scripts use PEXPIREAT). */
-function milliseconds(value: number, name: string): string {
+/** ms as Redis expects them: a positive whole number (the scripts use PX). */
+function milliseconds(value: number, name: string): number {
   if (!Number.isFinite(value) || value <= 0) {
     throw new TypeError(`${name} must be a positive number of milliseconds (got ${String(value)})`);
   }
-  return String(Math.ceil(value));
+  return Math.ceil(value);
 }
 
 function isOne(reply: unknown): boolean {
   return reply === 1;
 }
 
-function malformed(what: string): StoreUnavailableError {
-  return new StoreUnavailableError(`malformed ${what} from Redis`);
+/** read-1's reply: no record, a record with its expiry, or a hash of the earlier layout. */
+function parseRead(reply: unknown): IdempotencyRecord | null {
+  if (!Array.isArray(reply) || !reply.every((part) => Buffer.isBuffer(part) || typeof part === 'number')) throw malformed('read reply');
+  if (reply.length === 0) return null;
+  const [first, ...rest] = reply;
+  if (Buffer.isBuffer(first) && first.toString() === 'legacy') {
+    if (!rest.every((part) => Buffer.isBuffer(part))) throw malformed('read reply');
+    return parseLegacyRecord(pairsToMap(rest));
+  }
+  const [expiresAt] = rest;
+  if (!Buffer.isBuffer(first) || typeof expiresAt !== 'number' || rest.length !== 1) throw malformed('read reply');
+  return decodeWithExpiry(first, expiresAt);
 }
 
 function pairsToMap(pairs: readonly Buffer[]): Map<string, Buffer> {
@@ -305,8 +347,11 @@ function pairsToMap(pairs: readonly Buffer[]): Map<string, Buffer> {
   return fields;
 }
 
-/** The record a hash holds, or null for an empty (absent) hash. */
-function parseRecord(fields: ReadonlyMap<string, Buffer>): IdempotencyRecord | null {
+/**
+ * A hash record of the layout before the one-string record (scripts/includes/legacy-hash.lua),
+ * or null for an empty hash: read while such records live out their TTL after an upgrade.
+ */
+function parseLegacyRecord(fields: ReadonlyMap<string, Buffer>): IdempotencyRecord | null {
   if (fields.size === 0) return null;
   const text = (name: string): string => {
     const value = fields.get(name);
@@ -319,7 +364,7 @@ function parseRecord(fields: ReadonlyMap<string, Buffer>): IdempotencyRecord | n
     return value;
   };
   const state = text('state');
-  if (!STATES.has(state)) throw malformed(`record (state ${state})`);
+  if (!LEGACY_STATES.has(state)) throw malformed(`record (state ${state})`);
   const record: IdempotencyRecord = {
     state: state as RecordState,
     fingerprint: text('fp'),
@@ -331,19 +376,5 @@ function parseRecord(fields: ReadonlyMap<string, Buffer>): IdempotencyRecord | n
   if (state !== 'completed') return record;
   const body = fields.get('body');
   if (body === undefined) throw malformed('record (no body)');
-  const response: StoredResponse = { status: integer('status'), headers: parseHeaders(text('headers')), body };
-  return { ...record, response };
-}
-
-function parseHeaders(json: string): HeaderPair[] {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(json);
-  } catch (error) {
-    throw new StoreUnavailableError('malformed record (headers are not JSON)', { cause: error });
-  }
-  const isPair = (pair: unknown): pair is HeaderPair =>
-    Array.isArray(pair) && pair.length === 2 && typeof pair[0] === 'string' && typeof pair[1] === 'string';
-  if (!Array.isArray(parsed) || !parsed.every(isPair)) throw malformed('record (headers)');
-  return parsed;
+  return { ...record, response: { status: integer('status'), headers: parseHeaders(text('headers')), body } };
 }

@@ -11,7 +11,7 @@ import type { Redis } from 'ioredis';
 import type { ClaimRequest, RecordStore } from '../../src/engine/ports';
 import type { RecordScope, StoredResponse } from '../../src/engine/record';
 import { StoreUnavailableError } from '../../src/errors';
-import { channelName, indexKey, keyTag, lockResource, recordKey } from '../../src/store/keys';
+import { channelName, keyTag, lockResource, recordKey } from '../../src/store/keys';
 import { EncryptingRecordStore } from '../../src/store/encrypting-store';
 import { MemoryRecordStore } from '../../src/store/memory-store';
 import { createRedisClient, createRedisCluster, whenReady } from '../../src/store/redis-connection';
@@ -62,6 +62,15 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * A duplicate's look at a record it watches (as `wait` mode makes it): a claim that finds the
+ * record and marks it waited on, so that the record's settle is reported.
+ */
+async function watchedLook(store: RecordStore, scope: RecordScope): Promise<void> {
+  const look = await store.claim(scope, claimRequest(`waiter-${randomUUID()}`, { watching: true }));
+  if (look.claimed) throw new Error('the watched look claimed the key: there was no record to wait on');
 }
 
 function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): void {
@@ -385,11 +394,12 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
       ['remove', (scope) => store().remove(scope)],
     ];
 
-    test.each(settles)('a watch resolves when the record settles: %s', async (_name, settle) => {
+    test.each(settles)('a watch resolves when the record settles after a watched look: %s', async (_name, settle) => {
       const scope = newScope();
       await store().claim(scope, claimRequest('owner'));
       const watch = await store().watch(scope);
       try {
+        await watchedLook(store(), scope);
         await expect(settle(scope)).resolves.toBe(true);
         expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
       } finally {
@@ -404,6 +414,7 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
         await store().claim(scope, claimRequest('dead', { leaseMs: 100 }));
         const watch = await store().watch(scope);
         try {
+          await watchedLook(store(), scope);
           await sleep(200);
           await store().claim(scope, claimRequest('retry', { onExpiredLease }));
           expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
@@ -421,7 +432,7 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
       if (!own || !ofTenant || !ofKey) throw new Error('watches not opened');
       try {
         await store().claim(scope, claimRequest('owner'));
-        await store().claim(scope, claimRequest('second'));
+        await store().claim(scope, claimRequest('second', { watching: true }));
         await store().renew(scope, 'owner', LONG_LEASE);
         await expect(store().complete(scope, 'intruder', response(), LONG_TTL)).resolves.toBe(false);
         await expect(store().release(scope, 'intruder')).resolves.toBe(false);
@@ -440,6 +451,7 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
       await store().claim(scope, claimRequest('owner'));
       const closed = await store().watch(scope);
       const kept = await store().watch(scope);
+      await watchedLook(store(), scope);
       closed.close();
       closed.close();
       try {
@@ -456,6 +468,7 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
       await store().claim(scope, claimRequest('owner'));
       const watches = await Promise.all(Array.from({ length: 50 }, () => store().watch(scope)));
       try {
+        await watchedLook(store(), scope);
         await store().markUnknown(scope, 'owner');
         expect(await settlesWithin(Promise.all(watches.map((watch) => watch.changed)), NOTICE_MS)).toBe(true);
       } finally {
@@ -464,6 +477,7 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
       // Every watch closed (the Redis store unsubscribed): a new one subscribes again.
       const again = await store().watch(scope);
       try {
+        // The record was marked waited on while in flight; the mark outlives its marking unknown.
         await store().complete(scope, 'owner', response(), LONG_TTL);
         expect(await settlesWithin(again.changed, NOTICE_MS)).toBe(true);
       } finally {
@@ -477,11 +491,25 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
         await store().claim(scope, claimRequest('owner'));
         const watch = await store().watch(scope);
         try {
+          await watchedLook(store(), scope);
           await store().complete(scope, 'owner', response(), LONG_TTL);
           expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
         } finally {
           watch.close();
         }
+      }
+    });
+
+    test('a read with watching marks the record as a watched claim does', async () => {
+      const scope = newScope();
+      await store().claim(scope, claimRequest('owner'));
+      const watch = await store().watch(scope);
+      try {
+        await expect(store().read(scope, { watching: true })).resolves.toMatchObject({ state: 'in_flight', token: 'owner' });
+        await store().complete(scope, 'owner', response(), LONG_TTL);
+        expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
+      } finally {
+        watch.close();
       }
     });
 
@@ -580,18 +608,147 @@ describe('Redis', () => {
     }
   });
 
-  test('a custom key prefix is used for every key, and PEXPIREAT matches expiresAt', async () => {
+  test('a custom key prefix, glob characters and all, is used for every key, and the lookup of a key finds only its records', async () => {
     if (redis === undefined) throw new Error('no redis');
-    const client = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'prefix' });
-    await whenReady(client, 5_000);
-    const store = new RedisRecordStore(client, { storeTimeoutMs: 2_000, keyPrefix: 'custom:' });
+    const prefix = 'cu*st[o]m?:';
+    const custom = new RedisRecordStore(createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'prefix' }), { storeTimeoutMs: 2_000, keyPrefix: prefix });
+    const plain = new RedisRecordStore(createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'no-prefix' }), { storeTimeoutMs: 2_000 });
+    const observer = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'prefix-observer' });
     try {
       const scope = newScope();
-      await store.claim(scope, claimRequest('owner'));
-      expect(await client.exists(recordKey(scope, 'custom:'), indexKey(scope.key, 'custom:'))).toBe(2);
-      expect(await client.exists(recordKey(scope))).toBe(0);
-      const record = await store.read(scope);
-      expect(await client.pexpiretime(recordKey(scope, 'custom:'))).toBe(record?.expiresAt);
+      await custom.claim(scope, claimRequest('custom'));
+      await plain.claim(scope, claimRequest('plain'));
+      // A name the pattern would match if its glob characters were not escaped.
+      await observer.set(recordKey(scope, 'cuXst0mZ:'), 'not a record');
+      expect(await observer.exists(recordKey(scope, prefix))).toBe(1);
+      expect(await custom.listByKey(scope.key)).toEqual([expect.objectContaining({ tenant: scope.tenant, token: 'custom' })]);
+      expect(await plain.listByKey(scope.key)).toEqual([expect.objectContaining({ tenant: scope.tenant, token: 'plain' })]);
+      const record = await custom.read(scope);
+      expect(await observer.pexpiretime(recordKey(scope, prefix))).toBe(record?.expiresAt);
+    } finally {
+      await Promise.all([custom.close(), plain.close()]);
+      observer.disconnect();
+    }
+  });
+
+  describe('what a request asks of Redis (INFO commandstats: script-internal commands included)', () => {
+    let store: RedisRecordStore | undefined;
+    let observer: Redis | undefined;
+    beforeAll(async () => {
+      if (redis === undefined) throw new Error('no redis');
+      const client = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'counted' });
+      await whenReady(client, 5_000);
+      store = new RedisRecordStore(client, { storeTimeoutMs: 2_000 });
+      observer = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'counter' });
+      await whenReady(observer, 5_000);
+      // Every script in the server's cache, as it is in steady state: the first call of each is an
+      // EVALSHA refused with NOSCRIPT, then an EVAL.
+      const warm = newScope();
+      await store.claim(warm, claimRequest('warm'));
+      await store.complete(warm, 'warm', response(), LONG_TTL);
+      const warmRelease = newScope();
+      await store.claim(warmRelease, claimRequest('warm'));
+      await store.markUnknown(warmRelease, 'warm');
+      await store.release(warmRelease, 'warm');
+    });
+    afterAll(async () => {
+      await store?.close();
+      observer?.disconnect();
+    });
+
+    /** Commands Redis ran during `work`, by name, less the INFO calls that count them. */
+    async function commandsOf(work: (counted: RedisRecordStore) => Promise<unknown>): Promise<Record<string, number>> {
+      if (store === undefined || observer === undefined) throw new Error('not set up');
+      const calls = async (): Promise<Map<string, number>> => {
+        const text = String(await observer?.call('INFO', 'commandstats'));
+        return new Map([...text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].map((match) => [match[1] ?? '', Number(match[2])]));
+      };
+      const before = await calls();
+      await work(store);
+      const after = await calls();
+      const delta: Record<string, number> = {};
+      for (const [name, count] of after) {
+        if (name === 'info' || count === before.get(name)) continue;
+        delta[name] = count - (before.get(name) ?? 0);
+      }
+      return delta;
+    }
+
+    const total = (delta: Record<string, number>): number => Object.values(delta).reduce((sum, calls) => sum + calls, 0);
+
+    test('a first-time request: 6 commands in 2 scripts, and no PUBLISH when nobody waits', async () => {
+      const scope = newScope();
+      const delta = await commandsOf(async (counted) => {
+        await counted.claim(scope, claimRequest('owner'));
+        await counted.complete(scope, 'owner', response(), LONG_TTL);
+      });
+      expect(delta).toEqual({ evalsha: 2, set: 2, get: 1, pttl: 1 });
+      expect(total(delta)).toBeLessThanOrEqual(6);
+    });
+
+    test('a replay: 2 commands in 1 script', async () => {
+      const scope = newScope();
+      await store?.claim(scope, claimRequest('owner'));
+      await store?.complete(scope, 'owner', response(), LONG_TTL);
+      const delta = await commandsOf((counted) => counted.claim(scope, claimRequest('retry')));
+      expect(delta).toEqual({ evalsha: 1, set: 1 });
+    });
+
+    test('release and mark unknown publish nothing when nobody waits, and a waited-on record publishes once', async () => {
+      const released = newScope();
+      const marked = newScope();
+      const quiet = await commandsOf(async (counted) => {
+        await counted.claim(released, claimRequest('owner'));
+        await counted.release(released, 'owner');
+        await counted.claim(marked, claimRequest('owner'));
+        await counted.markUnknown(marked, 'owner');
+      });
+      expect(quiet['publish']).toBeUndefined();
+
+      const waited = newScope();
+      await store?.claim(waited, claimRequest('owner'));
+      await store?.claim(waited, claimRequest('waiter', { watching: true }));
+      const told = await commandsOf((counted) => counted.complete(waited, 'owner', response(), LONG_TTL));
+      expect(told).toEqual({ evalsha: 1, get: 1, pttl: 1, set: 1, publish: 1 });
+    });
+  });
+
+  test('records of the earlier hash layout are still honoured: replayed, held, listed, judged and removed', async () => {
+    if (redis === undefined) throw new Error('no redis');
+    const client = createRedisClient(redis.url, { storeTimeoutMs: 2_000, name: 'legacy' });
+    await whenReady(client, 5_000);
+    const store = new RedisRecordStore(client, { storeTimeoutMs: 2_000 });
+    const now = Date.now();
+    const legacy = async (scope: RecordScope, fields: Record<string, string>): Promise<void> => {
+      const name = recordKey(scope);
+      await client.hset(name, { fp: 'fp-1', token: 'old-owner', createdAt: String(now), expiresAt: String(now + LONG_TTL), ...fields });
+      await client.pexpireat(name, now + LONG_TTL);
+    };
+    try {
+      const completed = newScope();
+      await legacy(completed, { state: 'completed', leaseUntil: String(now), status: '201', headers: '[["content-type","application/json"]]', body: '{"id":1}' });
+      const replay = await store.claim(completed, claimRequest('retry'));
+      expect(replay).toMatchObject({ claimed: false, record: { state: 'completed', token: 'old-owner', response: { status: 201 } } });
+      expect(!replay.claimed && replay.record.response?.body.toString()).toBe('{"id":1}');
+      await expect(store.read(completed)).resolves.toMatchObject({ state: 'completed', createdAt: now, expiresAt: now + LONG_TTL });
+      await expect(store.listByKey(completed.key)).resolves.toEqual([expect.objectContaining({ tenant: completed.tenant, state: 'completed' })]);
+      // No upgraded replica owns it: transitions refuse it, as a token that is not theirs.
+      await expect(store.complete(completed, 'old-owner', response({ status: 500 }), LONG_TTL)).resolves.toBe(false);
+
+      const live = newScope();
+      await legacy(live, { state: 'in_flight', leaseUntil: String(now + LONG_LEASE) });
+      await expect(store.claim(live, claimRequest('retry'))).resolves.toMatchObject({ claimed: false, record: { state: 'in_flight', token: 'old-owner' } });
+
+      const lapsed = newScope();
+      await legacy(lapsed, { state: 'in_flight', leaseUntil: String(now - 1_000) });
+      await expect(store.claim(lapsed, claimRequest('retry', { onExpiredLease: 'hold' }))).resolves.toMatchObject({ claimed: false, record: { state: 'unknown' } });
+      const abandoned = newScope();
+      await legacy(abandoned, { state: 'in_flight', leaseUntil: String(now - 1_000) });
+      await expect(store.claim(abandoned, claimRequest('retry', { onExpiredLease: 'release' }))).resolves.toEqual({ claimed: true });
+      await expect(store.read(abandoned)).resolves.toMatchObject({ state: 'in_flight', token: 'retry' });
+
+      await expect(store.remove(lapsed)).resolves.toBe(true);
+      await expect(store.read(lapsed)).resolves.toBeNull();
     } finally {
       await store.close();
     }
@@ -617,12 +774,11 @@ describe('Redis Cluster (one node, all slots)', () => {
 });
 
 describe('key layout', () => {
-  test('a record, its lock and its index share one hash tag derived from the key alone', () => {
+  test('a record and its lock share one hash tag derived from the key alone', () => {
     const scope: RecordScope = { tenant: 'alice', key: 'a{b}c' };
     const tag = `{${keyTag(scope.key)}}`;
     expect(recordKey(scope)).toBe(`idem:${tag}:r:alice`);
     expect(lockResource(scope)).toBe(`idem:${tag}:l:alice`);
-    expect(indexKey(scope.key)).toBe(`idem:${tag}:t`);
     expect(keyTag(scope.key)).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(recordKey({ tenant: 'bob', key: scope.key })).toContain(tag);
   });
@@ -742,6 +898,7 @@ describe('RedisRecordStore when Redis fails', () => {
     // Once Redis runs again, the next watch subscribes and is delivered.
     const watch = await store.watch(scope);
     try {
+      await watchedLook(store, scope);
       await store.complete(scope, 'owner', response(), LONG_TTL);
       expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
     } finally {
@@ -764,6 +921,7 @@ describe('RedisRecordStore when Redis fails', () => {
       const after = await store.watch(scope);
       try {
         await store.claim(scope, claimRequest('owner'));
+        await watchedLook(store, scope);
         await store.complete(scope, 'owner', response(), LONG_TTL);
         expect(await settlesWithin(after.changed, NOTICE_MS)).toBe(true);
       } finally {

@@ -51,8 +51,9 @@ describe('replica acknowledgement on a master with one replica', () => {
     stores.push(store);
     return store;
   };
-  /** The record as the replica holds it (HGET state), read on the replica itself. */
-  const onReplica = (scope: RecordScope): Promise<string> => redisCli(replica.port, 'HGET', recordKey(scope), 'state');
+  /** The record's state as the replica holds it (its first line: src/store/record-value.ts), read on the replica itself. */
+  const onReplica = async (scope: RecordScope): Promise<string> =>
+    (await redisCli(replica.port, 'GETRANGE', recordKey(scope), '0', '15')).split('\n')[0] ?? '';
 
   beforeAll(async () => {
     master = await startRedis();

@@ -201,7 +201,7 @@ describe('the record store over mutual TLS, as an ACL user with the documented r
     const probe = new Redis(storeUrl(), { tls: { ca: ca.cert, cert: client.cert, key: client.key }, lazyConnect: true });
     await probe.connect();
     try {
-      await expect(probe.set('idem:probe', '1')).rejects.toThrow(/NOPERM/);
+      await expect(probe.lpush('idem:probe', '1')).rejects.toThrow(/NOPERM/);
       await expect(probe.hgetall('other:key')).rejects.toThrow(/NOPERM/);
       await expect(probe.keys('*')).rejects.toThrow(/NOPERM/);
     } finally {

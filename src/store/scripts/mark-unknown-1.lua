@@ -1,22 +1,27 @@
 --[[
   mark-unknown-1: in_flight -> unknown; fenced by the owner's token.
 
-  KEYS[1]  the record hash
+  KEYS[1]  the record
 
   ARGV[1]  token    the owner's lease token
-  ARGV[2]  channel  the record's settle channel (keys.ts), published `unknown` on success
+  ARGV[2]  channel  the record's settle channel (keys.ts), published `unknown` if waited on
 
   Returns  1 when marked, 0 when the record is gone, not in flight, or owned by another token.
-  The record keeps its expiry: an unknown outcome is held until the TTL ends or an operator
-  removes it.
-  Publishes `unknown` on ARGV[2] when it changes the record, so that waiting duplicates look again
-  at once (RecordStore.watch). PUBLISH in a script is allowed and replicated; in a Cluster it is
-  broadcast to every node, so a subscriber on any node receives it.
+  The record keeps its expiry (KEEPTTL): an unknown outcome is held until the TTL ends or an
+  operator removes it.
 ]]
-local fields = redis.call('HMGET', KEYS[1], 'state', 'token')
-if fields[1] ~= 'in_flight' or fields[2] ~= ARGV[1] then
+--- @include "includes/record.lua"
+
+local record = KEYS[1]
+local value = redis.pcall('GET', record)
+if type(value) ~= 'string' then
   return 0
 end
-redis.call('HSET', KEYS[1], 'state', 'unknown')
-redis.call('PUBLISH', ARGV[2], 'unknown')
+local r = decodeRecord(value)
+if r.state ~= 'in_flight' or r.token ~= ARGV[1] then
+  return 0
+end
+r.state = 'unknown'
+redis.call('SET', record, encodeRecord(r), 'KEEPTTL')
+announce(r, ARGV[2], 'unknown')
 return 1
