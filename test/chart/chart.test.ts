@@ -511,6 +511,9 @@ describe('gateway mode', () => {
       expect(envValue(replay, 'BODY')).toBe('{"amount":1}');
       const script = replay.args!.join('\n');
       expect(script).toContain('Idempotency-Key: $key');
+      // Keyed requests need a tenant header, or the sidecar answers 400 tenant-missing.
+      expect(envValue(replay, 'TENANT_HEADER')).toBe('Authorization: Bearer idempotency-sidecar-helm-test');
+      expect(script).toContain('-H "$TENANT_HEADER"');
       expect(script).toMatch(/idempotent-replayed: \*true/i);
       // Kubernetes expands $(VAR) and $$ in args: the script must use neither.
       expect(script).not.toMatch(/\$\$|\$\((URL|BODY|CONTENT_TYPE)\)/);
