@@ -101,9 +101,8 @@ async function handleRequest(
       requestChannel.publish({ requestId, method, path, durationMs: performance.now() - started, ...event } satisfies RequestEvent);
     }
   };
-  const refuse = (error: SidecarError, outcome: RequestOutcome, extra: Partial<RequestEvent> = {}): void => {
-    // The body of a refused request was not read: what follows on the connection is not a request boundary.
-    sendProblem(res, error, { closeConnection: CLOSES_CONNECTION.has(error.code) });
+  const refuse = (error: SidecarError, outcome: RequestOutcome, extra: Partial<RequestEvent> = {}, close = CLOSES_CONNECTION.has(error.code)): void => {
+    sendProblem(res, error, { closeConnection: close });
     report({ outcome, status: error.status, problem: error.code, ...extra });
   };
 
@@ -148,7 +147,8 @@ async function handleRequest(
   if (!origin.ok) return refuse(origin.error, 'invalid');
   const target = origin.target;
   const coding = transferCodingProblem(req);
-  if (coding !== undefined) return refuse(coding, 'invalid');
+  // Its body's framing is not one the sidecar reads: what follows is not a request boundary.
+  if (coding !== undefined) return refuse(coding, 'invalid', {}, true);
   let tenant: string | undefined;
   if (key !== undefined) {
     tenant = tenantOf(req);
@@ -273,9 +273,11 @@ async function guard(
 
 /**
  * Problems after which the connection is closed: the request body was not read (too large, no
- * room), or its framing cannot be trusted to end where the next request begins.
+ * room, a coding the sidecar does not decode), so what follows is not a request boundary. Other
+ * refusals keep the connection: a pipelined request behind them may already be on its way
+ * upstream, and closing would lose its answer.
  */
-const CLOSES_CONNECTION: ReadonlySet<string> = new Set(['body-too-large', 'overloaded', 'transfer-coding-unsupported', 'bad-request']);
+const CLOSES_CONNECTION: ReadonlySet<string> = new Set(['body-too-large', 'overloaded', 'transfer-coding-unsupported']);
 const OVERLOADED_RETRY_AFTER_SECONDS = 1;
 
 /**
