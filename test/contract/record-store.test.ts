@@ -411,11 +411,14 @@ function recordStoreContract(name: string, setup: () => Promise<StoreFixture>): 
       'a watch resolves when a claim settles an expired lease (onExpiredLease %s)',
       async (onExpiredLease) => {
         const scope = newScope();
-        await store().claim(scope, claimRequest('dead', { leaseMs: 100 }));
+        // The watched look must come while the lease still runs (else it judges the lapse itself,
+        // unwatched): a lease long enough for a loaded machine, then past its end.
+        const claimedAt = Date.now();
+        await store().claim(scope, claimRequest('dead', { leaseMs: 1_000 }));
         const watch = await store().watch(scope);
         try {
           await watchedLook(store(), scope);
-          await sleep(200);
+          await sleep(Math.max(0, claimedAt + 1_100 - Date.now()));
           await store().claim(scope, claimRequest('retry', { onExpiredLease }));
           expect(await settlesWithin(watch.changed, NOTICE_MS)).toBe(true);
         } finally {
