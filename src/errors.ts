@@ -23,7 +23,9 @@ export type ProblemCode =
   | 'upstream-unreachable'
   | 'upstream-timeout'
   | 'upstream-reset'
+  | 'upstream-abandoned'
   | 'upstream-error'
+  | 'shutting-down'
   | 'record-unreadable'
   | 'internal-error';
 
@@ -49,7 +51,10 @@ const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
   'upstream-unreachable': { status: 502, title: 'Upstream unreachable' },
   'upstream-timeout': { status: 504, title: 'Upstream timed out' },
   'upstream-reset': { status: 502, title: 'Upstream closed the connection' },
+  // 504, as a timeout: the sidecar stopped waiting for an answer that had not come.
+  'upstream-abandoned': { status: 504, title: 'Upstream call abandoned at shutdown' },
   'upstream-error': { status: 502, title: 'Upstream failed' },
+  'shutting-down': { status: 503, title: 'Sidecar shutting down' },
   // 500, not 503: the record is there and the store answers; what is missing is a key only an
   // operator can restore, so a Retry-After would only invite a retry storm.
   'record-unreadable': { status: 500, title: 'Stored response cannot be decrypted' },

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type net from 'node:net';
 import type http from 'node:http';
 import https from 'node:https';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createAdminServer } from './admin/admin-server';
 import { createBackends } from './backends';
 import { readListenerTls } from './listener-tls';
@@ -23,6 +24,7 @@ import { UpstreamClient } from './proxy/upstream-client';
 import { EncryptingRecordStore } from './store/encrypting-store';
 import { lockResource } from './store/keys';
 import { ResponseCipher } from './store/response-cipher';
+import { systemClock } from './system-clock';
 import { reloadServerTls, serverTlsOptions } from './tls/serving';
 
 /**
@@ -31,6 +33,12 @@ import { reloadServerTls, serverTlsOptions } from './tls/serving';
  * small reads.
  */
 const TLS_RELOAD_INTERVAL_MS = 10_000;
+/**
+ * Once the grace period is over and the calls still in flight are abandoned, how long their
+ * handlers get to answer their clients and settle their records (one store round trip each),
+ * so that a store that does not answer cannot hold the exit (contract section 5: about a second).
+ */
+const ABANDON_SETTLE_MS = 1_000;
 
 export interface RunningSidecar {
   readonly proxyUrl: string;
@@ -81,6 +89,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
       ...(backends.locks ? { locks: metrics.timeLocks(backends.locks) } : {}),
       upstream: metrics.timeUpstream(upstream),
       lockResource,
+      clock: systemClock,
     },
     {
       lockTtlMs: config.lockTtlMs,
@@ -164,7 +173,11 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
       ]);
       clearInterval(idleSweep);
       if (drained === 'timeout') {
-        logger.warn({ graceMs: config.shutdownGraceMs }, 'grace period over: closing the connections still open');
+        logger.warn({ graceMs: config.shutdownGraceMs }, 'grace period over: abandoning the upstream calls still in flight, closing the connections still open');
+        // Whatever the upstream timeout: each abandoned call becomes an unknown outcome, its
+        // client is answered while its connection is open, and its lock is released.
+        engine.abandon();
+        await Promise.race([proxy.settled(), delay(ABANDON_SETTLE_MS, undefined, { ref: false })]);
       }
       proxy.server.closeAllConnections();
       await new Promise<void>((resolve) => admin.close(() => resolve()));

@@ -14,6 +14,7 @@ import { RecordUnreadableError, ReplicasNotAcknowledgedError, SidecarError, Stor
 import { channels, publish } from './events';
 import type {
   ClaimResult,
+  Clock,
   Lease,
   LockProvider,
   OnUnknown,
@@ -46,6 +47,8 @@ export interface EngineDependencies {
   readonly upstream: Upstream;
   /** The lock's resource name for a scope (store/keys.ts), so lock and record share a slot. */
   readonly lockResource: (scope: RecordScope) => string;
+  /** Every deadline, backoff, renewal and wait of the engine runs on it. */
+  readonly clock: Clock;
 }
 
 export interface GuardedRequest {
@@ -123,14 +126,32 @@ const EXPIRED_LEASE_GRACE_MS = 1_000;
 export class IdempotencyEngine {
   /** Settle writes that outlived their request (the store was down); see persistLater(). */
   private readonly pendingWrites = new Set<Promise<void>>();
+  /** Aborted by abandon(): the signal of every upstream call, and the end of every wait. */
+  private readonly abandonment = new AbortController();
+  private readonly abandoned: Promise<void>;
 
   constructor(
     private readonly deps: EngineDependencies,
     private readonly settings: EngineSettings,
-  ) {}
+  ) {
+    const { signal } = this.abandonment;
+    this.abandoned = new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  }
+
+  /**
+   * The end of a shutdown's grace period (contract section 5): every upstream call still in
+   * flight is aborted at once and settled as an unknown outcome (held or released as
+   * IDEMPOTENCY_ON_UNKNOWN says), its client answered `upstream-abandoned`; every duplicate still
+   * waiting stops; and a request that comes now is answered `shutting-down` before it claims its
+   * key. Idempotent.
+   */
+  abandon(): void {
+    this.abandonment.abort(new Error('the shutdown grace period is over'));
+  }
 
   async handle(request: GuardedRequest): Promise<EngineResult> {
-    const deadline = Date.now() + this.settings.waitTimeoutMs;
+    if (this.abandonment.signal.aborted) return shuttingDown();
+    const deadline = this.deps.clock.now() + this.settings.waitTimeoutMs;
     let attempt = await this.attemptOrUnavailable(request);
     // The key is in flight elsewhere. `reject` answers at once (no watch, no further round trip);
     // `wait` subscribes only now, so that new keys and replays never pay for a subscription.
@@ -164,8 +185,9 @@ export class IdempotencyEngine {
       watch = await this.deps.store.watch(request.scope);
       for (;;) {
         const attempt = await this.attemptOrUnavailable(request);
-        const remaining = deadline - Date.now();
+        const remaining = deadline - this.deps.clock.now();
         if (attempt.kind !== 'in_flight' || remaining <= 0) return attempt;
+        if (this.abandonment.signal.aborted) return { kind: 'result', result: shuttingDown() };
         let pauseMs = WAIT_FALLBACK_MS;
         if (attempt.unclaimed === true) {
           pauseMs = unclaimedMs;
@@ -173,9 +195,9 @@ export class IdempotencyEngine {
         } else {
           unclaimedMs = WAIT_UNCLAIMED_FIRST_MS;
         }
-        await settledOrElapsed(watch.changed, Math.min(pauseMs, remaining));
+        await settledOrElapsed(this.deps.clock, Promise.race([watch.changed, this.abandoned]), Math.min(pauseMs, remaining));
         // Past the deadline the last look needs no watch: nothing will wait on it.
-        if (Date.now() < deadline) {
+        if (this.deps.clock.now() < deadline) {
           const next = await this.deps.store.watch(request.scope);
           watch.close();
           watch = next;
@@ -281,7 +303,7 @@ export class IdempotencyEngine {
     } catch (error) {
       if (error instanceof StoreUnavailableError) {
         const undo = (): Promise<boolean> => this.deps.store.release(request.scope, token);
-        this.persistLater(request.scope, 'undo-claim', undo, Date.now() + request.ttlMs, false);
+        this.persistLater(request.scope, 'undo-claim', undo, this.deps.clock.now() + request.ttlMs, false);
       }
       throw error;
     }
@@ -304,10 +326,20 @@ export class IdempotencyEngine {
     // Renewal runs until the record is settled, not just until the upstream answers: a store
     // that blinks while we write the response must not let the lease lapse under our retries.
     const renewal = this.keepAlive(request.scope, lease);
+    const { signal } = this.abandonment;
     try {
-      const started = performance.now();
-      const result = await this.deps.upstream.send(request.upstream);
-      const upstreamMs = performance.now() - started;
+      if (signal.aborted) {
+        // Abandoned between the claim and the call: nothing was sent, so the key goes back.
+        await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token), request.ttlMs);
+        return shuttingDown();
+      }
+      const started = this.deps.clock.now();
+      const sent = await this.deps.upstream.send(request.upstream, signal);
+      const upstreamMs = this.deps.clock.now() - started;
+      // A call that ended without an answer after the abort was cut short by it, whatever error
+      // the abort surfaced as; an answer that made it in time is stored like any other.
+      const result: SettledCall =
+        signal.aborted && (sent.kind === 'timeout' || sent.kind === 'reset') ? { kind: 'abandoned', error: sent.error } : sent;
       return { ...(await this.settleUpstreamResult(request, lease, result)), upstreamMs };
     } finally {
       renewal.stop();
@@ -319,7 +351,7 @@ export class IdempotencyEngine {
   private async settleUpstreamResult(
     request: GuardedRequest,
     lease: Lease,
-    result: UpstreamResult,
+    result: SettledCall,
   ): Promise<Extract<EngineResult, { kind: 'executed' | 'problem' }>> {
     switch (result.kind) {
       case 'response': {
@@ -375,7 +407,8 @@ export class IdempotencyEngine {
           }),
         );
       case 'timeout':
-      case 'reset': {
+      case 'reset':
+      case 'abandoned': {
         const action = this.settings.onUnknown;
         await this.settle(
           request.scope,
@@ -397,18 +430,7 @@ export class IdempotencyEngine {
           action === 'hold'
             ? 'The key is held as an unknown outcome until it expires or an operator releases it.'
             : 'The key is released: a retry runs again.';
-        return problem(
-          'unknown',
-          result.kind === 'timeout'
-            ? new SidecarError('upstream-timeout', {
-                detail: `The request was sent but the upstream did not answer in time; it may have executed. ${consequence}`,
-                cause: result.error,
-              })
-            : new SidecarError('upstream-reset', {
-                detail: `The request was sent but the upstream closed the connection before answering; it may have executed. ${consequence}`,
-                cause: result.error,
-              }),
-        );
+        return problem('unknown', unknownOutcome(result, consequence));
       }
     }
   }
@@ -421,9 +443,9 @@ export class IdempotencyEngine {
    * fenced off, or the record's TTL has passed.
    */
   private async settle(scope: RecordScope, operation: string, write: () => Promise<boolean>, ttlMs: number): Promise<boolean | undefined> {
-    const outcome = await this.retryWrite(scope, operation, write, Date.now() + this.settings.lockTtlMs);
+    const outcome = await this.retryWrite(scope, operation, write, this.deps.clock.now() + this.settings.lockTtlMs);
     // Only a response is worth holding a shutdown for; a lapsed release or mark settles itself.
-    if (outcome === undefined) this.persistLater(scope, operation, write, Date.now() + ttlMs, operation === 'complete');
+    if (outcome === undefined) this.persistLater(scope, operation, write, this.deps.clock.now() + ttlMs, operation === 'complete');
     return outcome;
   }
 
@@ -440,8 +462,8 @@ export class IdempotencyEngine {
         return await write();
       } catch (error) {
         publish(channels.storeError, { scope, operation, error });
-        if (!(error instanceof StoreUnavailableError) || Date.now() + backoffMs >= giveUpAt) return undefined;
-        await sleep(backoffMs);
+        if (!(error instanceof StoreUnavailableError) || this.deps.clock.now() + backoffMs >= giveUpAt) return undefined;
+        await sleep(this.deps.clock, backoffMs);
         backoffMs = Math.min(backoffMs * 2, maxBackoffMs);
       }
     }
@@ -474,10 +496,10 @@ export class IdempotencyEngine {
   /** Renews the lock and the record's lease every third of the lease while the upstream works. */
   private keepAlive(scope: RecordScope, lease: Lease): { stop(): void } {
     const ttl = this.settings.lockTtlMs;
-    let timer: NodeJS.Timeout | undefined;
+    let cancel: (() => void) | undefined;
     let stopped = false;
     const schedule = (): void => {
-      timer = setTimeout(() => void renew(), Math.max(1, Math.floor(ttl / 3)));
+      cancel = this.deps.clock.setTimer(Math.max(1, Math.floor(ttl / 3)), () => void renew());
     };
     const renew = async (): Promise<void> => {
       const [lock, record] = await Promise.allSettled([
@@ -496,7 +518,7 @@ export class IdempotencyEngine {
     return {
       stop(): void {
         stopped = true;
-        if (timer) clearTimeout(timer);
+        cancel?.();
       },
     };
   }
@@ -509,6 +531,9 @@ export class IdempotencyEngine {
 function recordLease(token: string): Lease {
   return { token, extend: async () => true, release: async () => undefined };
 }
+
+/** An upstream call's result, or the call cut short by abandon(). */
+type SettledCall = UpstreamResult | { readonly kind: 'abandoned'; readonly error: Error };
 
 type Attempt =
   | { readonly kind: 'result'; readonly result: EngineResult }
@@ -573,6 +598,38 @@ function storeFull(error: StoreFullError): EngineResult {
   );
 }
 
+/** The answer to a call sent upstream that got no response: the outcome is unknown. */
+function unknownOutcome(result: Extract<SettledCall, { kind: 'timeout' | 'reset' | 'abandoned' }>, consequence: string): SidecarError {
+  switch (result.kind) {
+    case 'timeout':
+      return new SidecarError('upstream-timeout', {
+        detail: `The request was sent but the upstream did not answer in time; it may have executed. ${consequence}`,
+        cause: result.error,
+      });
+    case 'reset':
+      return new SidecarError('upstream-reset', {
+        detail: `The request was sent but the upstream closed the connection before answering; it may have executed. ${consequence}`,
+        cause: result.error,
+      });
+    case 'abandoned':
+      return new SidecarError('upstream-abandoned', {
+        detail: `The request was sent but this sidecar shut down before the upstream answered; it may have executed. ${consequence}`,
+        cause: result.error,
+      });
+  }
+}
+
+/** This replica is stopping: nothing was forwarded and no key is held, so a retry (to another replica) is safe. */
+function shuttingDown(): EngineResult {
+  return problem(
+    'unavailable',
+    new SidecarError('shutting-down', {
+      detail: 'This sidecar is shutting down; the request was not forwarded. Retry.',
+      retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
+    }),
+  );
+}
+
 function inFlight(waited: boolean): EngineResult {
   return problem(
     'conflict',
@@ -590,14 +647,14 @@ function problem(outcome: GuardOutcome, error: SidecarError): Extract<EngineResu
 }
 
 /** Resolves when `changed` does or after `ms`, whichever comes first; leaves no timer behind. */
-function settledOrElapsed(changed: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
+function settledOrElapsed(clock: Clock, changed: Promise<void>, ms: number): Promise<void> {
+  let cancel: (() => void) | undefined;
   const elapsed = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
+    cancel = clock.setTimer(ms, resolve);
   });
-  return Promise.race([changed, elapsed]).finally(() => clearTimeout(timer));
+  return Promise.race([changed, elapsed]).finally(() => cancel?.());
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+function sleep(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimer(ms, resolve));
 }

@@ -45,7 +45,7 @@ export class UpstreamClient implements Upstream {
     });
   }
 
-  async send(request: UpstreamRequest): Promise<UpstreamResult> {
+  async send(request: UpstreamRequest, signal: AbortSignal): Promise<UpstreamResult> {
     const headers: [string, string][] = [];
     for (const [name, value] of request.headers) {
       if (!FRAMING_HEADERS.has(name)) headers.push([name, value]);
@@ -57,9 +57,10 @@ export class UpstreamClient implements Upstream {
         path: request.path,
         headers: headers.flat(),
         body: request.body.length > 0 ? request.body : null,
-        // The overall bound; it is NOT tied to the client's connection, so a client that goes
-        // away does not abort a payment half way: its response is still stored.
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        // The overall bound, and the engine's abort at the end of a shutdown's grace period. It
+        // is NOT tied to the client's connection, so a client that goes away does not abort a
+        // payment half way: its response is still stored.
+        signal: AbortSignal.any([AbortSignal.timeout(this.options.timeoutMs), signal]),
       });
       const chunks: Buffer[] = [];
       for await (const chunk of response.body) chunks.push(chunk as Buffer);
