@@ -27,7 +27,12 @@ export type ProblemCode =
   | 'upstream-error'
   | 'shutting-down'
   | 'record-unreadable'
-  | 'internal-error';
+  | 'internal-error'
+  // The admin listener's own answers (admin/admin-server.ts).
+  | 'not-found'
+  | 'unauthorized'
+  | 'method-not-allowed'
+  | 'invalid-admin-request';
 
 interface ProblemDefinition {
   readonly status: number;
@@ -59,6 +64,10 @@ const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
   // operator can restore, so a Retry-After would only invite a retry storm.
   'record-unreadable': { status: 500, title: 'Stored response cannot be decrypted' },
   'internal-error': { status: 500, title: 'Internal sidecar error' },
+  'not-found': { status: 404, title: 'Not found' },
+  'unauthorized': { status: 401, title: 'A valid bearer token is required' },
+  'method-not-allowed': { status: 405, title: 'Method not allowed' },
+  'invalid-admin-request': { status: 400, title: 'Invalid admin request' },
 };
 
 export interface SidecarErrorOptions {

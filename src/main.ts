@@ -5,7 +5,6 @@
  */
 import type { AddressInfo } from 'node:net';
 import type net from 'node:net';
-import type http from 'node:http';
 import https from 'node:https';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createAdminServer } from './admin/admin-server';
@@ -124,17 +123,8 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
   const admin = createAdminServer({
     store,
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
-    extraRoutes: new Map([
-      [
-        '/metrics',
-        (_req: http.IncomingMessage, res: http.ServerResponse): void => {
-          void metrics.render().then(({ contentType, body }) => {
-            res.writeHead(200, { 'content-type': contentType });
-            res.end(body);
-          });
-        },
-      ],
-    ]),
+    renderMetrics: () => metrics.render(),
+    logger,
   });
 
   const proxyAddress = await listen(proxy.server, config.port, config.host, 'IDEMPOTENCY_PORT');
