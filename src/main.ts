@@ -3,14 +3,12 @@
  * listener-tls.ts), and the graceful stop.
  * Nothing below this file reads the environment or picks an implementation.
  */
-import type { AddressInfo } from 'node:net';
-import type net from 'node:net';
 import https from 'node:https';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createAdminServer } from './admin/admin-server';
 import { createBackends } from './backends';
+import { listen, logListening, urlOf } from './listen';
 import { readListenerTls } from './listener-tls';
-import { ConfigError } from './errors';
 import { loadEncryptionKeys } from './config/encryption-keys';
 import { createRouteResolver } from './config/routes';
 import type { Config } from './config/settings';
@@ -44,25 +42,6 @@ export interface RunningSidecar {
   readonly adminUrl: string;
   /** Stops accepting, lets in-flight requests finish within the grace period, closes the stores. */
   close(): Promise<void>;
-}
-
-/** A listener that cannot bind is a configuration problem: name the setting, like validation does. */
-function listen(server: net.Server, port: number, host: string, setting: string): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      const why = error.code === 'EADDRINUSE' ? 'is already in use; pick a free port' : error.code === 'EACCES' ? 'needs privileges; pick a port above 1023' : error.message;
-      reject(new ConfigError([`${setting}: cannot listen on ${host}:${port}: the address ${why}`]));
-    });
-    server.listen(port, host, () => {
-      server.removeAllListeners('error');
-      resolve(server.address() as AddressInfo);
-    });
-  });
-}
-
-function urlOf(address: AddressInfo, scheme: 'http' | 'https' = 'http'): string {
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `${scheme}://${host}:${address.port}`;
 }
 
 export async function startSidecar(config: Config, logger: Logger): Promise<RunningSidecar> {
@@ -129,15 +108,18 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
 
   const proxyAddress = await listen(proxy.server, config.port, config.host, 'IDEMPOTENCY_PORT');
   const adminAddress = await listen(admin, config.adminPort, config.host, 'IDEMPOTENCY_ADMIN_PORT');
+  // With port 0 the system picked the ports: the URLs, and the line below, name the bound ones.
   const proxyUrl = urlOf(proxyAddress, listenerTls === undefined ? 'http' : 'https');
+  const adminUrl = urlOf(adminAddress);
   const reloader =
     listenerTls === undefined || tlsServer === undefined
       ? undefined
       : reloadServerTls(tlsServer, listenerTls.paths, listenerTls.pair, logger, TLS_RELOAD_INTERVAL_MS);
-  logger.info(
+  logListening(
+    logger,
     {
       proxy: proxyUrl,
-      admin: urlOf(adminAddress),
+      admin: adminUrl,
       upstream: config.upstream.origin,
       tenantFrom: config.tenantFrom,
       ...(listenerTls === undefined ? {} : { clientCertificates: listenerTls.pair.ca === undefined ? 'not requested' : 'required' }),
@@ -181,5 +163,5 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     return closing;
   };
 
-  return { proxyUrl, adminUrl: urlOf(adminAddress), close };
+  return { proxyUrl, adminUrl, close };
 }

@@ -370,10 +370,11 @@ function wholeNumber(value: unknown): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
+/** A listener's port; 0 binds a free one, named in the "listening" log line. */
 const port: Check<number> = (value, report) => {
   const n = wholeNumber(value);
-  if (n === undefined || n < 1 || n > 65_535) {
-    return report(`${show(value)} is not a port; use a whole number from 1 to 65535`);
+  if (n === undefined || n > 65_535) {
+    return report(`${show(value)} is not a port; use a whole number from 1 to 65535, or 0 for any free port`);
   }
   return n;
 };
@@ -906,7 +907,8 @@ export const settingsSchema = z
   } satisfies Record<SettingName, z.ZodType>)
   .superRefine(
     (s, ctx) => {
-      if (s.port === s.adminPort) {
+      // Two zeros are two free ports, never the same one.
+      if (s.port === s.adminPort && s.port !== 0) {
         ctx.addIssue({
           code: 'custom',
           path: ['adminPort'],
