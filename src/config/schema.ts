@@ -183,11 +183,11 @@ const headerCase = (name: string): string => name.replace(/(^|-)([a-z])/g, (_, d
 
 const HELP: Readonly<Record<SettingName, { readonly default: string; readonly meaning: string }>> = {
   upstream: { default: 'required', meaning: 'base URL of the protected API (http://host:port)' },
-  port: { default: String(DEFAULTS.port), meaning: 'port of the proxy listener' },
+  port: { default: String(DEFAULTS.port), meaning: 'port of the proxy listener; 0: a free port, named in the listening log line' },
   host: { default: DEFAULTS.host, meaning: 'address of both listeners' },
   adminPort: {
     default: String(DEFAULTS.adminPort),
-    meaning: 'port of health, readiness, metrics and the admin API',
+    meaning: 'port of health, readiness, metrics and the admin API; 0: a free port, named in the listening log line',
   },
   redisUrl: {
     default: 'unset',
@@ -293,7 +293,7 @@ const HELP: Readonly<Record<SettingName, { readonly default: string; readonly me
   },
   shutdownGrace: {
     default: formatDuration(DEFAULTS.shutdownGraceMs),
-    meaning: 'how long SIGTERM lets in-flight requests finish',
+    meaning: 'how long SIGTERM lets in-flight requests finish; calls still in flight then are abandoned as unknown outcomes',
   },
   logLevel: { default: DEFAULTS.logLevel, meaning: `least severe log level written: ${LOG_LEVELS.join(', ')}` },
   routes: { default: '(none)', meaning: 'per-path rules, YAML file only (see config/example.yaml)' },
