@@ -128,15 +128,11 @@ export class IdempotencyEngine {
   private readonly pendingWrites = new Set<Promise<void>>();
   /** Aborted by abandon(): the signal of every upstream call, and the end of every wait. */
   private readonly abandonment = new AbortController();
-  private readonly abandoned: Promise<void>;
 
   constructor(
     private readonly deps: EngineDependencies,
     private readonly settings: EngineSettings,
-  ) {
-    const { signal } = this.abandonment;
-    this.abandoned = new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-  }
+  ) {}
 
   /**
    * The end of a shutdown's grace period (contract section 5): every upstream call still in
@@ -181,6 +177,14 @@ export class IdempotencyEngine {
   private async waitForSettle(request: GuardedRequest, deadline: number): Promise<Attempt> {
     let watch: RecordWatch | undefined;
     let unclaimedMs = WAIT_UNCLAIMED_FIRST_MS;
+    // One listener per wait, removed when it ends: a reaction on a promise that lives as long as
+    // the engine would pile up with every wait.
+    const { signal } = this.abandonment;
+    let onAbandon: (() => void) | undefined;
+    const abandoned = new Promise<void>((resolve) => {
+      onAbandon = (): void => resolve();
+      signal.addEventListener('abort', onAbandon, { once: true });
+    });
     try {
       watch = await this.deps.store.watch(request.scope);
       for (;;) {
@@ -195,7 +199,7 @@ export class IdempotencyEngine {
         } else {
           unclaimedMs = WAIT_UNCLAIMED_FIRST_MS;
         }
-        await settledOrElapsed(this.deps.clock, Promise.race([watch.changed, this.abandoned]), Math.min(pauseMs, remaining));
+        await settledOrElapsed(this.deps.clock, Promise.race([watch.changed, abandoned]), Math.min(pauseMs, remaining));
         // Past the deadline the last look needs no watch: nothing will wait on it.
         if (this.deps.clock.now() < deadline) {
           const next = await this.deps.store.watch(request.scope);
@@ -207,6 +211,7 @@ export class IdempotencyEngine {
       return this.unavailable(request, 'watch', error);
     } finally {
       watch?.close();
+      if (onAbandon !== undefined) signal.removeEventListener('abort', onAbandon);
     }
   }
 
