@@ -23,7 +23,11 @@ export function jsonLines(output: string): Record<string, unknown>[] {
 export async function waitForListening(child: ChildProcess, output: () => string, message: string, name: string): Promise<Record<string, unknown>> {
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
-    const line = jsonLines(output()).find((entry) => entry['msg'] === message);
+    // Only lines that can be it are parsed: a busy process's output may be long.
+    const candidates = output()
+      .split('\n')
+      .filter((text) => text.startsWith('{') && text.includes(message));
+    const line = jsonLines(candidates.join('\n')).find((entry) => entry['msg'] === message);
     if (line !== undefined) return line;
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`${name} exited with ${child.exitCode ?? child.signalCode} before it was listening:\n${output()}`);

@@ -65,6 +65,8 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
     args.push('--config', file);
   }
   const logFd = options.logFile === undefined ? undefined : fs.openSync(options.logFile, 'a');
+  // A log file appended across restarts holds earlier starts' lines: this start's begin here.
+  const startedAt = logFd === undefined ? 0 : fs.fstatSync(logFd).size;
   const child = spawn(process.execPath, args, {
     env: {
       PATH: process.env['PATH'] ?? '',
@@ -93,7 +95,8 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
 
   // Logged once both listeners are bound: it names their ports (the scheme too: the proxy
   // listener speaks HTTPS when given a certificate; the admin listener is always plain HTTP).
-  const listening = await waitForListening(child, readOutput, 'idempotency-sidecar listening', 'sidecar');
+  const ownOutput = (): string => (logFile === undefined ? captured : fs.readFileSync(logFile).subarray(startedAt).toString('utf8'));
+  const listening = await waitForListening(child, ownOutput, 'idempotency-sidecar listening', 'sidecar');
   const proxyUrl = urlField(listening, 'proxy');
   const adminUrl = urlField(listening, 'admin');
   return {
