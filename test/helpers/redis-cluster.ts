@@ -1,5 +1,5 @@
 /**
- * A real Redis Cluster for tests: 6 redis-server processes on free loopback ports (3 masters, 3
+ * A real Redis Cluster for tests: 6 redis-server processes on loopback ports of their own (redis-server.ts) (3 masters, 3
  * replicas), joined by `redis-cli --cluster create ... --cluster-replicas 1`, ready once every node
  * reports cluster_state:ok, all 16384 slots are covered and every master has its replica in sync.
  *

@@ -49,7 +49,7 @@ export interface StartRedisOptions {
   readonly sentinelConf?: string;
   /**
    * A TLS port too (the plain port stays, for the helper's own PING and a test's set-up), on a
-   * free port kept across restart(). Process variant only.
+   * port of its own, kept across restart(). Process variant only.
    */
   readonly tls?: RedisTlsServerOptions;
   /**
