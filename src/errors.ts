@@ -27,9 +27,16 @@ export type ProblemCode =
   | 'upstream-unreachable'
   | 'upstream-timeout'
   | 'upstream-reset'
+  | 'upstream-abandoned'
   | 'upstream-error'
+  | 'shutting-down'
   | 'record-unreadable'
-  | 'internal-error';
+  | 'internal-error'
+  // The admin listener's own answers (admin/admin-server.ts).
+  | 'not-found'
+  | 'unauthorized'
+  | 'method-not-allowed'
+  | 'invalid-admin-request';
 
 interface ProblemDefinition {
   readonly status: number;
@@ -57,11 +64,18 @@ const DEFINITIONS: Readonly<Record<ProblemCode, ProblemDefinition>> = {
   'upstream-unreachable': { status: 502, title: 'Upstream unreachable' },
   'upstream-timeout': { status: 504, title: 'Upstream timed out' },
   'upstream-reset': { status: 502, title: 'Upstream closed the connection' },
+  // 504, as a timeout: the sidecar stopped waiting for an answer that had not come.
+  'upstream-abandoned': { status: 504, title: 'Upstream call abandoned at shutdown' },
   'upstream-error': { status: 502, title: 'Upstream failed' },
+  'shutting-down': { status: 503, title: 'Sidecar shutting down' },
   // 500, not 503: the record is there and the store answers; what is missing is a key only an
   // operator can restore, so a Retry-After would only invite a retry storm.
   'record-unreadable': { status: 500, title: 'Stored response cannot be decrypted' },
   'internal-error': { status: 500, title: 'Internal sidecar error' },
+  'not-found': { status: 404, title: 'Not found' },
+  'unauthorized': { status: 401, title: 'A valid bearer token is required' },
+  'method-not-allowed': { status: 405, title: 'Method not allowed' },
+  'invalid-admin-request': { status: 400, title: 'Invalid admin request' },
 };
 
 export interface SidecarErrorOptions {

@@ -79,6 +79,9 @@ export function healthTarget(argv: readonly string[], env: Readonly<Record<strin
   let port = DEFAULT_ADMIN_PORT;
   const portSource = portSources.find(([, value]) => value !== undefined);
   if (portSource !== undefined) {
+    if (String(portSource[1]).trim() === '0') {
+      return { problem: `${portSource[0]}: 0 binds a free port at start, which this check cannot know; give the bound port (the "listening" log line names it) with --admin-port` };
+    }
     const parsed = portOf(portSource[1]);
     if (parsed === undefined) return { problem: `${portSource[0]}: ${JSON.stringify(portSource[1])} is not a port; use a whole number from 1 to 65535` };
     port = parsed;

@@ -3,14 +3,12 @@
  * listener-tls.ts), and the graceful stop.
  * Nothing below this file reads the environment or picks an implementation.
  */
-import type { AddressInfo } from 'node:net';
-import type net from 'node:net';
-import type http from 'node:http';
 import https from 'node:https';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createAdminServer } from './admin/admin-server';
 import { createBackends } from './backends';
+import { listen, logListening, urlOf } from './listen';
 import { readListenerTls } from './listener-tls';
-import { ConfigError } from './errors';
 import { loadEncryptionKeys } from './config/encryption-keys';
 import { createRouteResolver } from './config/routes';
 import type { Config } from './config/settings';
@@ -24,6 +22,7 @@ import { UpstreamClient } from './proxy/upstream-client';
 import { EncryptingRecordStore } from './store/encrypting-store';
 import { lockResource } from './store/keys';
 import { ResponseCipher } from './store/response-cipher';
+import { systemClock } from './system-clock';
 import { reloadServerTls, serverTlsOptions } from './tls/serving';
 
 /**
@@ -32,31 +31,18 @@ import { reloadServerTls, serverTlsOptions } from './tls/serving';
  * small reads.
  */
 const TLS_RELOAD_INTERVAL_MS = 10_000;
+/**
+ * Once the grace period is over and the calls still in flight are abandoned, how long their
+ * handlers get to answer their clients and settle their records (one store round trip each),
+ * so that a store that does not answer cannot hold the exit (contract section 5: about a second).
+ */
+const ABANDON_SETTLE_MS = 1_000;
 
 export interface RunningSidecar {
   readonly proxyUrl: string;
   readonly adminUrl: string;
   /** Stops accepting, lets in-flight requests finish within the grace period, closes the stores. */
   close(): Promise<void>;
-}
-
-/** A listener that cannot bind is a configuration problem: name the setting, like validation does. */
-function listen(server: net.Server, port: number, host: string, setting: string): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      const why = error.code === 'EADDRINUSE' ? 'is already in use; pick a free port' : error.code === 'EACCES' ? 'needs privileges; pick a port above 1023' : error.message;
-      reject(new ConfigError([`${setting}: cannot listen on ${host}:${port}: the address ${why}`]));
-    });
-    server.listen(port, host, () => {
-      server.removeAllListeners('error');
-      resolve(server.address() as AddressInfo);
-    });
-  });
-}
-
-function urlOf(address: AddressInfo, scheme: 'http' | 'https' = 'http'): string {
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return `${scheme}://${host}:${address.port}`;
 }
 
 export async function startSidecar(config: Config, logger: Logger): Promise<RunningSidecar> {
@@ -82,6 +68,7 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
       ...(backends.locks ? { locks: metrics.timeLocks(backends.locks) } : {}),
       upstream: metrics.timeUpstream(upstream),
       lockResource,
+      clock: systemClock,
     },
     {
       lockTtlMs: config.lockTtlMs,
@@ -121,30 +108,24 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
   const admin = createAdminServer({
     store,
     ...(config.adminToken ? { adminToken: config.adminToken } : {}),
-    extraRoutes: new Map([
-      [
-        '/metrics',
-        (_req: http.IncomingMessage, res: http.ServerResponse): void => {
-          void metrics.render().then(({ contentType, body }) => {
-            res.writeHead(200, { 'content-type': contentType });
-            res.end(body);
-          });
-        },
-      ],
-    ]),
+    renderMetrics: () => metrics.render(),
+    logger,
   });
 
   const proxyAddress = await listen(proxy.server, config.port, config.host, 'IDEMPOTENCY_PORT');
   const adminAddress = await listen(admin, config.adminPort, config.host, 'IDEMPOTENCY_ADMIN_PORT');
+  // With port 0 the system picked the ports: the URLs, and the line below, name the bound ones.
   const proxyUrl = urlOf(proxyAddress, listenerTls === undefined ? 'http' : 'https');
+  const adminUrl = urlOf(adminAddress);
   const reloader =
     listenerTls === undefined || tlsServer === undefined
       ? undefined
       : reloadServerTls(tlsServer, listenerTls.paths, listenerTls.pair, logger, TLS_RELOAD_INTERVAL_MS);
-  logger.info(
+  logListening(
+    logger,
     {
       proxy: proxyUrl,
-      admin: urlOf(adminAddress),
+      admin: adminUrl,
       upstream: config.upstream.origin,
       tenantFrom: config.tenantFrom,
       ...(listenerTls === undefined ? {} : { clientCertificates: listenerTls.pair.ca === undefined ? 'not requested' : 'required' }),
@@ -170,7 +151,11 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
       ]);
       clearInterval(idleSweep);
       if (drained === 'timeout') {
-        logger.warn({ graceMs: config.shutdownGraceMs }, 'grace period over: closing the connections still open');
+        logger.warn({ graceMs: config.shutdownGraceMs }, 'grace period over: abandoning the upstream calls still in flight, closing the connections still open');
+        // Whatever the upstream timeout: each abandoned call becomes an unknown outcome, its
+        // client is answered while its connection is open, and its lock is released.
+        engine.abandon();
+        await Promise.race([proxy.settled(), delay(ABANDON_SETTLE_MS, undefined, { ref: false })]);
       }
       proxy.server.closeAllConnections();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
@@ -184,5 +169,5 @@ export async function startSidecar(config: Config, logger: Logger): Promise<Runn
     return closing;
   };
 
-  return { proxyUrl, adminUrl: urlOf(adminAddress), close };
+  return { proxyUrl, adminUrl, close };
 }

@@ -16,7 +16,23 @@ export interface Closable {
   close(): Promise<void>;
 }
 
+/**
+ * Logs every promise rejection nobody handled, as one line at error level, and keeps serving.
+ * Node's default would end the process at once: every upstream call in flight on this replica
+ * would become an unknown outcome, held until a person settles it, and its locks would stay
+ * until they expire. A rejection nobody awaited belongs to work that has already answered (or
+ * given up on) its client, so the state it leaves behind is its own; the line makes the bug
+ * visible without taking the other requests down with it. (Uncaught exceptions keep Node's
+ * default exit: a throw can leave a half-done synchronous state behind.)
+ */
+export function logUnhandledRejections(logger: Logger): void {
+  process.on('unhandledRejection', (reason: unknown) => {
+    logger.error({ error: reason instanceof Error ? reason.stack : String(reason) }, 'unhandled promise rejection (a bug): logged, the process keeps serving');
+  });
+}
+
 export function runUntilSignal(program: string, logger: Logger, start: () => Promise<Closable>): void {
+  logUnhandledRejections(logger);
   start().then(
     (running) => {
       let stopping = false;

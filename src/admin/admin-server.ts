@@ -1,19 +1,30 @@
 /**
- * The admin listener: liveness, readiness and the keys API. Liveness never depends on Redis
- * (a restart would not bring Redis back); readiness does, so traffic leaves a replica whose
- * store is unreachable.
+ * The admin listener: liveness, readiness, metrics and the keys API. Liveness never depends on
+ * Redis (a restart would not bring Redis back); readiness does, so traffic leaves a replica whose
+ * store is unreachable. Its own errors are problem+json, rendered as the proxy's are.
  */
 import http from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { RecordStore } from '../engine/ports';
 import type { TenantRecord } from '../engine/record';
+import { SidecarError } from '../errors';
+import type { Logger } from '../observability/logger';
+// One renderer of problem+json for both listeners, so their error bodies cannot drift apart.
+import { sendProblem } from '../proxy/problem';
+
+export interface MetricsPage {
+  readonly contentType: string;
+  readonly body: string;
+}
 
 export interface AdminServerDependencies {
   readonly store: RecordStore;
   /** Unset: the keys API is off (404). */
   readonly adminToken?: string;
-  /** Extra routes (metrics) mounted by the composition root. */
-  readonly extraRoutes?: ReadonlyMap<string, (req: http.IncomingMessage, res: http.ServerResponse) => void>;
+  /** The Prometheus page of GET /metrics; unset: 404. */
+  readonly renderMetrics?: () => Promise<MetricsPage>;
+  /** Where a failed admin request (500) is logged. */
+  readonly logger: Logger;
 }
 
 export interface KeyRecordView {
@@ -26,43 +37,79 @@ export interface KeyRecordView {
 
 export function createAdminServer(deps: AdminServerDependencies): http.Server {
   return http.createServer((req, res) => {
-    void route(deps, req, res).catch((error: unknown) => {
-      sendJson(res, 500, { error: 'internal error', detail: error instanceof Error ? error.message : String(error) });
+    // Every failure ends here, answered and logged: none is left to become an unhandled rejection.
+    route(deps, req, res).catch((error: unknown) => {
+      deps.logger.error(
+        { method: req.method, path: pathOf(req), error: error instanceof Error ? error.message : String(error) },
+        'admin request failed',
+      );
+      sendProblem(res, new SidecarError('internal-error', { detail: 'The admin listener failed to answer this request; the sidecar log says why.', cause: error }));
     });
   });
+}
+
+function pathOf(req: http.IncomingMessage): string {
+  return new URL(req.url ?? '/', 'http://admin.invalid').pathname;
+}
+
+function notFound(): SidecarError {
+  return new SidecarError('not-found', { detail: 'The admin listener has no such resource.' });
+}
+
+function invalid(detail: string): SidecarError {
+  return new SidecarError('invalid-admin-request', { detail });
+}
+
+function methodNotAllowed(res: http.ServerResponse, allow: string): SidecarError {
+  res.setHeader('allow', allow);
+  return new SidecarError('method-not-allowed', { detail: `This resource answers ${allow}.` });
 }
 
 async function route(deps: AdminServerDependencies, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://admin.invalid');
   const method = req.method ?? 'GET';
+  const readOnly = method === 'GET' || method === 'HEAD';
 
-  if (url.pathname === '/healthz' && (method === 'GET' || method === 'HEAD')) {
+  if (url.pathname === '/healthz') {
+    if (!readOnly) return sendProblem(res, methodNotAllowed(res, 'GET, HEAD'));
     return sendJson(res, 200, { status: 'ok' });
   }
-  if (url.pathname === '/readyz' && (method === 'GET' || method === 'HEAD')) {
+  if (url.pathname === '/readyz') {
+    if (!readOnly) return sendProblem(res, methodNotAllowed(res, 'GET, HEAD'));
     try {
       await deps.store.ping();
       return sendJson(res, 200, { status: 'ready' });
     } catch (error) {
-      return sendJson(res, 503, { status: 'not ready', reason: error instanceof Error ? error.message : String(error) });
+      return sendProblem(
+        res,
+        new SidecarError('store-unavailable', {
+          detail: `Not ready: the record store does not answer (${error instanceof Error ? error.message : String(error)}).`,
+          cause: error,
+        }),
+      );
     }
   }
-  const extra = deps.extraRoutes?.get(url.pathname);
-  if (extra && method === 'GET') return extra(req, res);
+  if (url.pathname === '/metrics' && deps.renderMetrics !== undefined) {
+    if (method !== 'GET') return sendProblem(res, methodNotAllowed(res, 'GET'));
+    const page = await deps.renderMetrics();
+    res.writeHead(200, { 'content-type': page.contentType, 'cache-control': 'no-store' });
+    res.end(page.body);
+    return;
+  }
 
   if (url.pathname.startsWith('/keys/')) {
-    if (deps.adminToken === undefined) return sendJson(res, 404, { error: 'not found' });
+    if (deps.adminToken === undefined) return sendProblem(res, notFound());
     if (!authorized(req.headers.authorization, deps.adminToken)) {
       res.setHeader('www-authenticate', 'Bearer');
-      return sendJson(res, 401, { error: 'a valid bearer token is required' });
+      return sendProblem(res, new SidecarError('unauthorized', { detail: 'The keys API answers only requests with Authorization: Bearer <IDEMPOTENCY_ADMIN_TOKEN>.' }));
     }
     let key: string;
     try {
       key = decodeURIComponent(url.pathname.slice('/keys/'.length));
     } catch {
-      return sendJson(res, 400, { error: 'the key is not valid percent-encoding' });
+      return sendProblem(res, invalid('The key is not valid percent-encoding.'));
     }
-    if (key.length === 0) return sendJson(res, 400, { error: 'a key is required: /keys/{key}' });
+    if (key.length === 0) return sendProblem(res, invalid('A key is required: /keys/{key}.'));
 
     if (method === 'GET') {
       const records = await deps.store.listByKey(key);
@@ -70,17 +117,16 @@ async function route(deps: AdminServerDependencies, req: http.IncomingMessage, r
     }
     if (method === 'DELETE') {
       const tenant = url.searchParams.get('tenant');
-      if (!tenant) return sendJson(res, 400, { error: 'the tenant query parameter is required: DELETE /keys/{key}?tenant=ID' });
+      if (!tenant) return sendProblem(res, invalid('The tenant query parameter is required: DELETE /keys/{key}?tenant=ID.'));
       const removed = await deps.store.remove({ tenant, key });
-      if (!removed) return sendJson(res, 404, { error: 'no record for this key and tenant' });
+      if (!removed) return sendProblem(res, new SidecarError('not-found', { detail: 'No record for this key and tenant.' }));
       res.writeHead(204);
       res.end();
       return;
     }
-    res.setHeader('allow', 'GET, DELETE');
-    return sendJson(res, 405, { error: 'method not allowed' });
+    return sendProblem(res, methodNotAllowed(res, 'GET, DELETE'));
   }
-  return sendJson(res, 404, { error: 'not found' });
+  return sendProblem(res, notFound());
 }
 
 function toView(record: TenantRecord): KeyRecordView {

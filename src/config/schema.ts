@@ -191,11 +191,11 @@ const headerCase = (name: string): string => name.replace(/(^|-)([a-z])/g, (_, d
 
 const HELP: Readonly<Record<SettingName, { readonly default: string; readonly meaning: string }>> = {
   upstream: { default: 'required', meaning: 'base URL of the protected API (http://host:port)' },
-  port: { default: String(DEFAULTS.port), meaning: 'port of the proxy listener' },
+  port: { default: String(DEFAULTS.port), meaning: 'port of the proxy listener; 0: a free port, named in the listening log line' },
   host: { default: DEFAULTS.host, meaning: 'address of both listeners' },
   adminPort: {
     default: String(DEFAULTS.adminPort),
-    meaning: 'port of health, readiness, metrics and the admin API',
+    meaning: 'port of health, readiness, metrics and the admin API; 0: a free port, named in the listening log line',
   },
   redisUrl: {
     default: 'unset',
@@ -313,7 +313,7 @@ const HELP: Readonly<Record<SettingName, { readonly default: string; readonly me
   },
   shutdownGrace: {
     default: formatDuration(DEFAULTS.shutdownGraceMs),
-    meaning: 'how long SIGTERM lets in-flight requests finish',
+    meaning: 'how long SIGTERM lets in-flight requests finish; calls still in flight then are abandoned as unknown outcomes',
   },
   logLevel: { default: DEFAULTS.logLevel, meaning: `least severe log level written: ${LOG_LEVELS.join(', ')}` },
   routes: { default: '(none)', meaning: 'per-path rules, YAML file only (see config/example.yaml)' },
@@ -390,10 +390,11 @@ function wholeNumber(value: unknown): number | undefined {
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
+/** A listener's port; 0 binds a free one, named in the "listening" log line. */
 const port: Check<number> = (value, report) => {
   const n = wholeNumber(value);
-  if (n === undefined || n < 1 || n > 65_535) {
-    return report(`${show(value)} is not a port; use a whole number from 1 to 65535`);
+  if (n === undefined || n > 65_535) {
+    return report(`${show(value)} is not a port; use a whole number from 1 to 65535, or 0 for any free port`);
   }
   return n;
 };
@@ -957,7 +958,8 @@ export const settingsSchema = z
   } satisfies Record<SettingName, z.ZodType>)
   .superRefine(
     (s, ctx) => {
-      if (s.port === s.adminPort) {
+      // Two zeros are two free ports, never the same one.
+      if (s.port === s.adminPort && s.port !== 0) {
         ctx.addIssue({
           code: 'custom',
           path: ['adminPort'],

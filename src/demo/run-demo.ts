@@ -3,7 +3,6 @@
  * in-process store, and a burst of duplicate and concurrent requests, so the difference shows in
  * a few seconds. `npm run demo -- --serve` keeps both running for your own curl.
  */
-import net from 'node:net';
 import { loadConfig } from '../config/load';
 import { startSidecar, type RunningSidecar } from '../main';
 import { createLogger } from '../observability/logger';
@@ -38,17 +37,6 @@ function describe(answer: Answer): string {
   return `${answer.status}  ${type}${answer.retryAfter ? `  (Retry-After: ${answer.retryAfter})` : ''}`;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function start(serve: boolean): Promise<{ api: PaymentApi; sidecar: RunningSidecar }> {
@@ -56,8 +44,9 @@ async function start(serve: boolean): Promise<{ api: PaymentApi; sidecar: Runnin
   const env = {
     IDEMPOTENCY_UPSTREAM: api.url,
     IDEMPOTENCY_HOST: '127.0.0.1',
-    IDEMPOTENCY_PORT: serve ? '8080' : String(await freePort()),
-    IDEMPOTENCY_ADMIN_PORT: serve ? '9090' : String(await freePort()),
+    // The burst binds free ports (0) and talks to the ones the sidecar reports.
+    IDEMPOTENCY_PORT: serve ? '8080' : '0',
+    IDEMPOTENCY_ADMIN_PORT: serve ? '9090' : '0',
     IDEMPOTENCY_ADMIN_TOKEN: 'demo-admin-token-0123456789',
   };
   const config = loadConfig({ argv: [], env });

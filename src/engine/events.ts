@@ -24,7 +24,8 @@ export interface UnknownOutcomeEvent {
   readonly fingerprint: string;
   readonly method: string;
   readonly path: string;
-  readonly reason: 'timeout' | 'reset';
+  /** `abandoned`: cut short at the end of a shutdown's grace period. */
+  readonly reason: 'timeout' | 'reset' | 'abandoned';
   readonly action: 'hold' | 'release';
   readonly error: unknown;
 }

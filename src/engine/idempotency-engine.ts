@@ -14,6 +14,7 @@ import { RecordUnreadableError, ReplicasNotAcknowledgedError, SidecarError, Stor
 import { channels, publish } from './events';
 import type {
   ClaimResult,
+  Clock,
   Lease,
   LockProvider,
   OnUnknown,
@@ -48,6 +49,8 @@ export interface EngineDependencies {
   readonly upstream: Upstream;
   /** The lock's resource name for a scope (store/keys.ts), so lock and record share a slot. */
   readonly lockResource: (scope: RecordScope) => string;
+  /** Every deadline, backoff, renewal and wait of the engine runs on it. */
+  readonly clock: Clock;
 }
 
 export interface GuardedRequest {
@@ -136,14 +139,28 @@ export class IdempotencyEngine {
   private readonly pendingWrites = new Set<Promise<void>>();
   /** Requests waiting on an in-flight key right now; bounded by settings.maxWaiters. */
   private waiters = 0;
+  /** Aborted by abandon(): the signal of every upstream call, and the end of every wait. */
+  private readonly abandonment = new AbortController();
 
   constructor(
     private readonly deps: EngineDependencies,
     private readonly settings: EngineSettings,
   ) {}
 
+  /**
+   * The end of a shutdown's grace period (contract section 5): every upstream call still in
+   * flight is aborted at once and settled as an unknown outcome (held or released as
+   * IDEMPOTENCY_ON_UNKNOWN says), its client answered `upstream-abandoned`; every duplicate still
+   * waiting stops; and a request that comes now is answered `shutting-down` before it claims its
+   * key. Idempotent.
+   */
+  abandon(): void {
+    this.abandonment.abort(new Error('the shutdown grace period is over'));
+  }
+
   async handle(request: GuardedRequest): Promise<EngineResult> {
-    const deadline = Date.now() + this.settings.waitTimeoutMs;
+    if (this.abandonment.signal.aborted) return shuttingDown();
+    const deadline = this.deps.clock.now() + this.settings.waitTimeoutMs;
     let attempt = await this.attemptOrUnavailable(request);
     // The key is in flight elsewhere. `reject` answers at once (no watch, no further round trip);
     // `wait` subscribes only now, so that new keys and replays never pay for a subscription.
@@ -184,8 +201,20 @@ export class IdempotencyEngine {
   private async waitForSettle(request: GuardedRequest, deadline: number): Promise<Attempt> {
     let watch: RecordWatch | undefined;
     let unclaimedMs = WAIT_UNCLAIMED_FIRST_MS;
+    // One listener per wait and per signal, removed when it ends: a reaction on a promise that
+    // lives as long as the engine (or the client's connection) would pile up with every wait.
+    const { signal } = this.abandonment;
+    let onAbandon: (() => void) | undefined;
+    const abandoned = new Promise<void>((resolve) => {
+      onAbandon = (): void => resolve();
+      signal.addEventListener('abort', onAbandon, { once: true });
+    });
     const gone = request.clientGone;
-    const left = gone === undefined ? undefined : abortedPromise(gone);
+    let onGone: (() => void) | undefined;
+    const left = new Promise<void>((resolve) => {
+      onGone = (): void => resolve();
+      gone?.addEventListener('abort', onGone, { once: true });
+    });
     const clientLeft = (): boolean => gone?.aborted === true;
     try {
       watch = await this.deps.store.watch(request.scope);
@@ -194,8 +223,9 @@ export class IdempotencyEngine {
         // `watching`: the look marks a record it finds in flight as waited on, so its settle is
         // announced (the store announces nothing for records nobody waits on).
         const attempt = await this.attemptOrUnavailable(request, true);
-        const remaining = deadline - Date.now();
+        const remaining = deadline - this.deps.clock.now();
         if (attempt.kind !== 'in_flight' || remaining <= 0) return attempt;
+        if (this.abandonment.signal.aborted) return { kind: 'result', result: shuttingDown() };
         let pauseMs = WAIT_FALLBACK_MS;
         if (attempt.unclaimed === true) {
           pauseMs = unclaimedMs;
@@ -203,10 +233,10 @@ export class IdempotencyEngine {
         } else {
           unclaimedMs = WAIT_UNCLAIMED_FIRST_MS;
         }
-        await settledOrElapsed(left === undefined ? watch.changed : Promise.race([watch.changed, left]), Math.min(pauseMs, remaining));
+        await settledOrElapsed(this.deps.clock, Promise.race([watch.changed, abandoned, left]), Math.min(pauseMs, remaining));
         if (clientLeft()) return { kind: 'abandoned' };
         // Past the deadline the last look needs no watch: nothing will wait on it.
-        if (Date.now() < deadline) {
+        if (this.deps.clock.now() < deadline) {
           const next = await this.deps.store.watch(request.scope);
           watch.close();
           watch = next;
@@ -216,6 +246,8 @@ export class IdempotencyEngine {
       return this.unavailable(request, 'watch', error);
     } finally {
       watch?.close();
+      if (onAbandon !== undefined) signal.removeEventListener('abort', onAbandon);
+      if (onGone !== undefined) gone?.removeEventListener('abort', onGone);
     }
   }
 
@@ -313,7 +345,7 @@ export class IdempotencyEngine {
     } catch (error) {
       if (error instanceof StoreUnavailableError) {
         const undo = (): Promise<boolean> => this.deps.store.release(request.scope, token);
-        this.persistLater(request.scope, 'undo-claim', undo, Date.now() + request.ttlMs, false);
+        this.persistLater(request.scope, 'undo-claim', undo, this.deps.clock.now() + request.ttlMs, false);
       }
       throw error;
     }
@@ -336,10 +368,20 @@ export class IdempotencyEngine {
     // Renewal runs until the record is settled, not just until the upstream answers: a store
     // that blinks while we write the response must not let the lease lapse under our retries.
     const renewal = this.keepAlive(request.scope, lease);
+    const { signal } = this.abandonment;
     try {
-      const started = performance.now();
-      const result = await this.deps.upstream.send(request.upstream);
-      const upstreamMs = performance.now() - started;
+      if (signal.aborted) {
+        // Abandoned between the claim and the call: nothing was sent, so the key goes back.
+        await this.settle(request.scope, 'release', () => this.deps.store.release(request.scope, lease.token), request.ttlMs);
+        return shuttingDown();
+      }
+      const started = this.deps.clock.now();
+      const sent = await this.deps.upstream.send(request.upstream, signal);
+      const upstreamMs = this.deps.clock.now() - started;
+      // A call that ended without an answer after the abort was cut short by it, whatever error
+      // the abort surfaced as; an answer that made it in time is stored like any other.
+      const result: SettledCall =
+        signal.aborted && (sent.kind === 'timeout' || sent.kind === 'reset') ? { kind: 'abandoned', error: sent.error } : sent;
       return { ...(await this.settleUpstreamResult(request, lease, result)), upstreamMs };
     } finally {
       renewal.stop();
@@ -351,7 +393,7 @@ export class IdempotencyEngine {
   private async settleUpstreamResult(
     request: GuardedRequest,
     lease: Lease,
-    result: UpstreamResult,
+    result: SettledCall,
   ): Promise<Extract<EngineResult, { kind: 'executed' | 'problem' }>> {
     switch (result.kind) {
       case 'response': {
@@ -407,7 +449,8 @@ export class IdempotencyEngine {
           }),
         );
       case 'timeout':
-      case 'reset': {
+      case 'reset':
+      case 'abandoned': {
         const action = this.settings.onUnknown;
         await this.settle(
           request.scope,
@@ -429,18 +472,7 @@ export class IdempotencyEngine {
           action === 'hold'
             ? 'The key is held as an unknown outcome until it expires or an operator releases it.'
             : 'The key is released: a retry runs again.';
-        return problem(
-          'unknown',
-          result.kind === 'timeout'
-            ? new SidecarError('upstream-timeout', {
-                detail: `The request was sent but the upstream did not answer in time; it may have executed. ${consequence}`,
-                cause: result.error,
-              })
-            : new SidecarError('upstream-reset', {
-                detail: `The request was sent but the upstream closed the connection before answering; it may have executed. ${consequence}`,
-                cause: result.error,
-              }),
-        );
+        return problem('unknown', unknownOutcome(result, consequence));
       }
     }
   }
@@ -453,9 +485,9 @@ export class IdempotencyEngine {
    * fenced off, or the record's TTL has passed.
    */
   private async settle(scope: RecordScope, operation: string, write: () => Promise<boolean>, ttlMs: number): Promise<boolean | undefined> {
-    const outcome = await this.retryWrite(scope, operation, write, Date.now() + this.settings.lockTtlMs);
+    const outcome = await this.retryWrite(scope, operation, write, this.deps.clock.now() + this.settings.lockTtlMs);
     // Only a response is worth holding a shutdown for; a lapsed release or mark settles itself.
-    if (outcome === undefined) this.persistLater(scope, operation, write, Date.now() + ttlMs, operation === 'complete');
+    if (outcome === undefined) this.persistLater(scope, operation, write, this.deps.clock.now() + ttlMs, operation === 'complete');
     return outcome;
   }
 
@@ -472,8 +504,8 @@ export class IdempotencyEngine {
         return await write();
       } catch (error) {
         publish(channels.storeError, { scope, operation, error });
-        if (!(error instanceof StoreUnavailableError) || Date.now() + backoffMs >= giveUpAt) return undefined;
-        await sleep(backoffMs);
+        if (!(error instanceof StoreUnavailableError) || this.deps.clock.now() + backoffMs >= giveUpAt) return undefined;
+        await sleep(this.deps.clock, backoffMs);
         backoffMs = Math.min(backoffMs * 2, maxBackoffMs);
       }
     }
@@ -506,10 +538,10 @@ export class IdempotencyEngine {
   /** Renews the lock and the record's lease every third of the lease while the upstream works. */
   private keepAlive(scope: RecordScope, lease: Lease): { stop(): void } {
     const ttl = this.settings.lockTtlMs;
-    let timer: NodeJS.Timeout | undefined;
+    let cancel: (() => void) | undefined;
     let stopped = false;
     const schedule = (): void => {
-      timer = setTimeout(() => void renew(), Math.max(1, Math.floor(ttl / 3)));
+      cancel = this.deps.clock.setTimer(Math.max(1, Math.floor(ttl / 3)), () => void renew());
     };
     const renew = async (): Promise<void> => {
       const [lock, record] = await Promise.allSettled([
@@ -528,7 +560,7 @@ export class IdempotencyEngine {
     return {
       stop(): void {
         stopped = true;
-        if (timer) clearTimeout(timer);
+        cancel?.();
       },
     };
   }
@@ -541,6 +573,9 @@ export class IdempotencyEngine {
 function recordLease(token: string): Lease {
   return { token, extend: async () => true, release: async () => undefined };
 }
+
+/** An upstream call's result, or the call cut short by abandon(). */
+type SettledCall = UpstreamResult | { readonly kind: 'abandoned'; readonly error: Error };
 
 type Attempt =
   | { readonly kind: 'result'; readonly result: EngineResult }
@@ -607,6 +642,38 @@ function storeFull(error: StoreFullError): EngineResult {
   );
 }
 
+/** The answer to a call sent upstream that got no response: the outcome is unknown. */
+function unknownOutcome(result: Extract<SettledCall, { kind: 'timeout' | 'reset' | 'abandoned' }>, consequence: string): SidecarError {
+  switch (result.kind) {
+    case 'timeout':
+      return new SidecarError('upstream-timeout', {
+        detail: `The request was sent but the upstream did not answer in time; it may have executed. ${consequence}`,
+        cause: result.error,
+      });
+    case 'reset':
+      return new SidecarError('upstream-reset', {
+        detail: `The request was sent but the upstream closed the connection before answering; it may have executed. ${consequence}`,
+        cause: result.error,
+      });
+    case 'abandoned':
+      return new SidecarError('upstream-abandoned', {
+        detail: `The request was sent but this sidecar shut down before the upstream answered; it may have executed. ${consequence}`,
+        cause: result.error,
+      });
+  }
+}
+
+/** This replica is stopping: nothing was forwarded and no key is held, so a retry (to another replica) is safe. */
+function shuttingDown(): EngineResult {
+  return problem(
+    'unavailable',
+    new SidecarError('shutting-down', {
+      detail: 'This sidecar is shutting down; the request was not forwarded. Retry.',
+      retryAfterSeconds: STORE_RETRY_AFTER_SECONDS,
+    }),
+  );
+}
+
 function inFlight(waited: boolean): EngineResult {
   return problem(
     'conflict',
@@ -623,21 +690,15 @@ function problem(outcome: GuardOutcome, error: SidecarError): Extract<EngineResu
   return { kind: 'problem', outcome, error };
 }
 
-/** Resolves when the signal aborts (never rejects); one listener, removed with the signal. */
-function abortedPromise(signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
-}
-
 /** Resolves when `changed` does or after `ms`, whichever comes first; leaves no timer behind. */
-function settledOrElapsed(changed: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
+function settledOrElapsed(clock: Clock, changed: Promise<void>, ms: number): Promise<void> {
+  let cancel: (() => void) | undefined;
   const elapsed = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
+    cancel = clock.setTimer(ms, resolve);
   });
-  return Promise.race([changed, elapsed]).finally(() => clearTimeout(timer));
+  return Promise.race([changed, elapsed]).finally(() => cancel?.());
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+function sleep(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimer(ms, resolve));
 }

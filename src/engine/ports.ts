@@ -1,6 +1,7 @@
 /**
- * What the engine needs from the outside world. Implementations live in store/ (memory, Redis)
- * and proxy/ (the upstream call); the engine imports neither Redis nor HTTP.
+ * What the engine needs from the outside world. Implementations live in store/ (memory, Redis),
+ * proxy/ (the upstream call) and system-clock.ts; the engine imports neither Redis nor HTTP, and
+ * reads no time of its own.
  */
 import type { FoundRecord, IdempotencyRecord, RecordScope, StoredResponse, TenantRecord } from './record';
 
@@ -139,5 +140,25 @@ export type UpstreamResult =
   | { readonly kind: 'reset'; readonly error: Error };
 
 export interface Upstream {
-  send(request: UpstreamRequest): Promise<UpstreamResult>;
+  /**
+   * `signal` aborts the call at once (the shutdown's grace period is over): it then resolves with
+   * the result the call had reached, `refused` if nothing was sent, else `timeout` or `reset`.
+   */
+  send(request: UpstreamRequest, signal: AbortSignal): Promise<UpstreamResult>;
+}
+
+/** Cancels a timer of Clock.setTimer; calling it again, or after the timer fired, does nothing. */
+export type CancelTimer = () => void;
+
+/**
+ * Time, for the engine's deadlines, backoffs, lease renewals and waits: the system's in
+ * production (system-clock.ts), a fake one in unit tests, which then run on simulated time.
+ * Deliberately two calls: one timer per use, so that an implementation may serve them all from
+ * one timer wheel.
+ */
+export interface Clock {
+  /** Milliseconds; only the difference between two readings means anything. */
+  now(): number;
+  /** Calls `fn` once, `ms` from now. */
+  setTimer(ms: number, fn: () => void): CancelTimer;
 }

@@ -155,9 +155,9 @@ export class SidecarMetrics {
   timeUpstream(upstream: Upstream): Upstream {
     const histogram = this.upstreamDuration;
     return {
-      async send(request): Promise<UpstreamResult> {
+      async send(request, signal): Promise<UpstreamResult> {
         const stop = histogram.startTimer();
-        const result = await upstream.send(request);
+        const result = await upstream.send(request, signal);
         stop({ result: result.kind });
         return result;
       },

@@ -6,8 +6,8 @@
  */
 import https from 'node:https';
 import type http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { ConfigError } from '../errors';
+import { listen, logListening, urlOf } from '../listen';
 import type { Logger } from '../observability/logger';
 import { reviewAdmission } from './admission';
 import type { WebhookConfig } from './settings';
@@ -133,20 +133,11 @@ export async function startWebhook(config: WebhookConfig, logger: Logger): Promi
   // A client that fails the handshake (an untrusting client, a scanner) is its problem, not ours.
   server.on('tlsClientError', (error) => logger.debug({ error: error.message }, 'TLS handshake failed'));
 
-  const address = await new Promise<AddressInfo>((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => {
-      const why = error.code === 'EADDRINUSE' ? 'is already in use; pick a free port' : error.code === 'EACCES' ? 'needs privileges; pick a port above 1023' : error.message;
-      reject(new ConfigError([`${webhookEnvName('port')}: cannot listen on ${config.host}:${config.port}: the address ${why}`]));
-    });
-    server.listen(config.port, config.host, () => {
-      server.removeAllListeners('error');
-      resolve(server.address() as AddressInfo);
-    });
-  });
+  const address = await listen(server, config.port, config.host, webhookEnvName('port'));
   const reloader = reloadServerTls(server, paths, initial.pair, logger, config.tlsReloadIntervalMs);
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `https://${host}:${address.port}`;
-  logger.info(
+  const url = urlOf(address, 'https');
+  logListening(
+    logger,
     { url, certificate: describeCertificate(initial.pair.cert), template: config.sidecarTemplate, nativeSidecar: config.template.nativeSidecar },
     'idempotency-sidecar webhook listening',
   );

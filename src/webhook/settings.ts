@@ -142,8 +142,9 @@ export function loadWebhookConfig(input: WebhookLoadInput): WebhookConfig {
     if (given === undefined) return 8443;
     const text = given.value.trim();
     const n = /^\d+$/.test(text) ? Number(text) : NaN;
-    if (Number.isInteger(n) && n >= 1 && n <= 65_535) return n;
-    problems.push(`${given.label}: ${JSON.stringify(given.value)} is not a port; use a whole number from 1 to 65535`);
+    // 0 binds a free port, named in the "listening" log line.
+    if (Number.isInteger(n) && n >= 0 && n <= 65_535) return n;
+    problems.push(`${given.label}: ${JSON.stringify(given.value)} is not a port; use a whole number from 1 to 65535, or 0 for any free port`);
     return 0;
   })();
 

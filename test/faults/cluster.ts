@@ -8,7 +8,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from '../helpers/free-port';
 import { type RedisHandle, startRedis } from '../helpers/redis-server';
 import { type SidecarProcess, startSidecar } from '../helpers/sidecar-process';
 import { type LedgerUpstream, startLedgerUpstream } from './ledger-upstream';
@@ -28,9 +27,13 @@ export type ReplicaState = 'up' | 'paused' | 'down';
 
 export interface Replica {
   readonly index: number;
-  readonly port: number;
-  readonly adminPort: number;
-  readonly url: string;
+  /**
+   * Where it listens: bound on port 0 by its first start (0 until then), and kept by a restart,
+   * as an orchestrator keeps a pod's ports, unless that port was taken meanwhile.
+   */
+  port: number;
+  adminPort: number;
+  url: string;
   state: ReplicaState;
   process: SidecarProcess | undefined;
   /** Starts so far (1 + restarts after a crash or a configuration change). */
@@ -73,9 +76,7 @@ export class FaultCluster {
       for (let i = 0; i < LOCK_MASTERS; i++) started.locks.push(await startRedis());
       const replicas: Replica[] = [];
       for (let index = 0; index < options.replicas; index++) {
-        const port = await freePort();
-        const adminPort = await freePort();
-        replicas.push({ index, port, adminPort, url: `http://127.0.0.1:${port}`, state: 'down', process: undefined, generation: 0, inFlight: 0 });
+        replicas.push({ index, port: 0, adminPort: 0, url: '', state: 'down', process: undefined, generation: 0, inFlight: 0 });
       }
       return new FaultCluster(started.upstream, started.store, started.locks, replicas, storeDir, options.logDir);
     } catch (error) {
@@ -152,13 +153,19 @@ export class FaultCluster {
 
   private async startReplica(replica: Replica): Promise<void> {
     fs.appendFileSync(this.logFile(replica), `# start generation ${replica.generation + 1} at ${new Date().toISOString()}\n`);
-    replica.process = await startSidecar({
-      upstream: this.upstream.url,
-      port: replica.port,
-      adminPort: replica.adminPort,
-      logFile: this.logFile(replica),
-      env: this.sidecarEnv(),
-    });
+    const start = (ports: { port?: number; adminPort?: number }): Promise<SidecarProcess> =>
+      startSidecar({ upstream: this.upstream.url, ...ports, logFile: this.logFile(replica), env: this.sidecarEnv() });
+    const previous = replica.port === 0 ? {} : { port: replica.port, adminPort: replica.adminPort };
+    try {
+      replica.process = await start(previous);
+    } catch (error) {
+      // Something else bound a port of this replica while it was down: it comes back elsewhere.
+      if (!(error instanceof Error) || !/already in use/.test(error.message) || replica.port === 0) throw error;
+      replica.process = await start({});
+    }
+    replica.port = replica.process.port;
+    replica.adminPort = replica.process.adminPort;
+    replica.url = replica.process.url;
     replica.generation++;
     replica.state = 'up';
   }
@@ -193,7 +200,7 @@ export class FaultCluster {
   async restartReplica(replica: Replica): Promise<void> {
     if (replica.state !== 'down') return;
     await this.startReplica(replica);
-    this.record('restart', `replica-${replica.index}`, `same ports (${replica.port}, admin ${replica.adminPort}); generation ${replica.generation}`);
+    this.record('restart', `replica-${replica.index}`, `ports ${replica.port}, admin ${replica.adminPort}; generation ${replica.generation}`);
   }
 
   /** SIGSTOP: frozen, its connections stay open and its lock and lease run out. */

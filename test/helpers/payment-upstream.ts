@@ -26,6 +26,8 @@ export interface PaymentUpstream {
   count(path: string): number;
   /** Executions that carried this idempotency key header, exactly as sent. */
   countKey(key: string): number;
+  /** Lets every /hold request received so far answer (201, like /payments). */
+  releaseHeld(): void;
   stop(): Promise<void>;
 }
 
@@ -53,6 +55,8 @@ function sleep(ms: number): Promise<void> {
  * - /payments[...]       201 with a JSON payment (the request's `amount` in it, whatever its
  *                        JSON), two Set-Cookie headers and X-Payment-Id
  * - /slow?ms=N           like /payments, after N ms
+ * - /hold                like /payments, once the test calls releaseHeld(): a call that stays
+ *                        in flight exactly as long as a test needs, however slow the machine
  * - /status/NNN          answers status NNN with a small JSON body
  * - /hop                 201 whose Connection header names x-hop, a hop-by-hop header
  * - /hang                executes, then never answers
@@ -74,6 +78,7 @@ export interface PaymentUpstreamOptions {
 export async function startPaymentUpstream(options: PaymentUpstreamOptions = {}): Promise<PaymentUpstream> {
   const executions: Execution[] = [];
   let nextId = 1;
+  const held = new Set<() => void>();
   // A handler that throws (a status writeHead refuses) resets its request: an unhandled rejection
   // would end the test process.
   const server = http.createServer(
@@ -113,6 +118,10 @@ export async function startPaymentUpstream(options: PaymentUpstreamOptions = {})
       res.end(payload);
     };
     if (path.startsWith('/payments')) return pay();
+    if (path === '/hold') {
+      await new Promise<void>((resolve) => held.add(resolve));
+      return pay();
+    }
     if (path === '/slow') {
       await sleep(Number(url.searchParams.get('ms') ?? '500'));
       return pay();
@@ -190,6 +199,10 @@ export async function startPaymentUpstream(options: PaymentUpstreamOptions = {})
     executions,
     count: (path) => executions.filter((e) => e.url.split('?')[0] === path).length,
     countKey: (key) => executions.filter((e) => e.key === key).length,
+    releaseHeld: () => {
+      for (const release of held) release();
+      held.clear();
+    },
     stop: () =>
       new Promise((resolve) => {
         server.closeAllConnections();

@@ -1,7 +1,8 @@
 /**
- * A real Redis Cluster for tests: 6 redis-server processes on free loopback ports (3 masters, 3
- * replicas), joined by `redis-cli --cluster create ... --cluster-replicas 1`, ready once every node
- * reports cluster_state:ok, all 16384 slots are covered and every master has its replica in sync.
+ * A real Redis Cluster for tests: 6 redis-server processes (3 masters, 3 replicas) on loopback
+ * ports of their own (redis-server.ts), joined by `redis-cli --cluster create ...
+ * --cluster-replicas 1`, ready once every node reports cluster_state:ok, all 16384 slots are
+ * covered and every master has its replica in sync.
  *
  * Each node keeps `nodes.conf` in a directory of its own under one temporary root, so a node that
  * is killed and started again comes back with its identity and rejoins (as a replica of whoever was

@@ -1,7 +1,7 @@
 /**
  * A real Sentinel set for tests: one master, two replicas and three Sentinels (quorum 2), all
- * redis-server processes on free loopback ports (`redis-server sentinel.conf --sentinel` for the
- * Sentinels). down-after-milliseconds is 1 s and failover-timeout 3 s, so a killed master is
+ * redis-server processes on loopback ports of their own (redis-server.ts), the Sentinels as
+ * `redis-server sentinel.conf --sentinel`. down-after-milliseconds is 1 s and failover-timeout 3 s, so a killed master is
  * replaced within a few seconds. No persistence; every process is killed with the test worker
  * whatever happens (redis-server.ts's watchdog), and its directory removed.
  *

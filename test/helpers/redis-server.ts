@@ -1,8 +1,8 @@
 /**
  * Real Redis servers for tests: the one helper every test that needs Redis uses.
  *
- * `startRedis()` runs `redis-server` on a free port (no persistence, a temp dir of its own) and
- * resolves once it answers PING. Where redis-server is not on PATH but a Docker engine answers, it
+ * `startRedis()` runs `redis-server` on a port of its own (no persistence, a temp dir of its own;
+ * see nextPort() for how ports are chosen) and resolves once it answers PING. Where redis-server is not on PATH but a Docker engine answers, it
  * runs the `redis:7` image with testcontainers instead (imported lazily: the suite needs no Docker
  * where redis-server exists). Tests never touch the Redis on 6379.
  *
@@ -18,7 +18,6 @@ import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from './free-port';
 
 export interface StartRedisOptions {
   /**
@@ -50,7 +49,7 @@ export interface StartRedisOptions {
   readonly sentinelConf?: string;
   /**
    * A TLS port too (the plain port stays, for the helper's own PING and a test's set-up), on a
-   * free port kept across restart(). Process variant only.
+   * port of its own, kept across restart(). Process variant only.
    */
   readonly tls?: RedisTlsServerOptions;
   /**
@@ -96,6 +95,27 @@ export interface RedisHandle {
 
 const HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = 10_000;
+
+/**
+ * Redis ports come from 20000-32767: below the system's ephemeral ports (32768 and up on Linux,
+ * 49152 and up on macOS), so no outgoing connection and no listener on port 0 (the sidecars, the
+ * upstreams) ever takes one, not even while a server restarts on its own port. Every test process
+ * starts at a place of its own in the range (from its pid) and walks it; a port that a server of
+ * another test process (another jest worker, another checkout) holds is found at bind, where
+ * redis-server says so and exits, and the next port is tried.
+ */
+const PORT_BASE = 20_000;
+const PORT_SPAN = 12_768;
+const BIND_ATTEMPTS = 20;
+let portCursor = (process.pid * 7_919) % PORT_SPAN;
+
+function nextPort(): number {
+  portCursor = (portCursor + 1) % PORT_SPAN;
+  return PORT_BASE + portCursor;
+}
+
+/** The port asked for is another process's: try the next one. */
+class PortTakenError extends Error {}
 const NO_REDIS_MESSAGE =
   'Tests need a Redis server and found none: install redis-server (Debian/Ubuntu: `apt-get install redis-server`; ' +
   'macOS: `brew install redis`) so that it is on PATH (or set REDIS_SERVER_BIN to its path), ' +
@@ -165,14 +185,13 @@ async function startProcess(binary: string, options: StartRedisOptions): Promise
   let port = 0;
   let tlsPort: number | undefined;
   let current: Running | undefined;
-  // A free port may be taken between asking and binding: try a few.
   for (let attempt = 1; current === undefined; attempt += 1) {
-    port = await freePort();
-    tlsPort = options.tls === undefined ? undefined : await freePort();
+    port = nextPort();
+    tlsPort = options.tls === undefined ? undefined : nextPort();
     try {
       current = await spawnServer(binary, port, tlsPort, options);
     } catch (error) {
-      if (attempt >= 3) throw error;
+      if (!(error instanceof PortTakenError) || attempt >= BIND_ATTEMPTS) throw error;
     }
   }
 
@@ -370,11 +389,20 @@ async function waitForPong(port: number, child: ChildProcess, log: () => string)
   const deadline = Date.now() + READY_TIMEOUT_MS;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
+      // "Could not create server TCP listening socket ...: bind: Address already in use"
+      if (/Address already in use/.test(log())) throw new PortTakenError(`port ${port} is taken`);
       throw new Error(`redis-server on port ${port} exited before answering:\n${log()}`);
     }
     try {
-      if ((await rawCommand(port, 'PING', 250)) === 'PONG') return;
-    } catch {
+      if ((await rawCommand(port, 'PING', 250)) === 'PONG') {
+        // A server that answers is ours only if it says so: another process's server may hold
+        // the port while ours, failing to bind it, has not exited yet.
+        const pid = /^process_id:(\d+)/m.exec(await rawCommand(port, 'INFO server', 1_000))?.[1];
+        if (Number(pid) === child.pid) return;
+        throw new PortTakenError(`port ${port} is held by redis-server pid ${pid ?? '?'}`);
+      }
+    } catch (error) {
+      if (error instanceof PortTakenError) throw error;
       // not listening yet
     }
     if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING:\n${log()}`);
@@ -407,7 +435,7 @@ async function startContainer(options: StartRedisOptions): Promise<RedisHandle> 
     throw new Error(NO_REDIS_MESSAGE, { cause: error });
   }
   // A fixed host port, so that restart() comes back where the clients expect it.
-  const port = await freePort();
+  const port = nextPort();
   const command = [
     'redis-server',
     '--save', '',

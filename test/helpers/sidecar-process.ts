@@ -1,12 +1,13 @@
 /**
  * Runs the sidecar as its own OS process, through the package's bin, exactly as a user would:
- * configuration by environment (and optionally a YAML file), readiness by the admin port.
+ * configuration by environment (and optionally a YAML file). Both listeners bind port 0 unless a
+ * test fixes them; the process is ready, and its ports known, once it logs its "listening" line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from './free-port';
+import { jsonLines, urlField, waitForListening } from './listening-line';
 import { killWithParent } from './process-watchdog';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'idempotency-sidecar.js');
@@ -15,6 +16,9 @@ export interface SidecarProcess {
   /** `https://` when the environment gives the listener a certificate (IDEMPOTENCY_TLS_CERT_FILE). */
   readonly url: string;
   readonly adminUrl: string;
+  /** The ports it bound: give them to a restart that must come back where its clients expect it. */
+  readonly port: number;
+  readonly adminPort: number;
   readonly process: ChildProcess;
   /** Everything the process wrote, stdout and stderr, so far. */
   output(): string;
@@ -33,8 +37,8 @@ export interface SidecarOptions {
   readonly configYaml?: string;
   readonly args?: readonly string[];
   /**
-   * Fixed ports, e.g. to start a replica again where its clients expect it after a crash; unset:
-   * free ports.
+   * Fixed ports, e.g. to start a replica again where its clients expect it after a crash (the
+   * ports a first start bound); unset: 0, ports the system picks.
    */
   readonly port?: number;
   readonly adminPort?: number;
@@ -53,8 +57,6 @@ process.on('exit', () => {
 
 
 export async function startSidecar(options: SidecarOptions): Promise<SidecarProcess> {
-  const port = options.port ?? (await freePort());
-  const adminPort = options.adminPort ?? (await freePort());
   const args = [BIN, ...(options.args ?? [])];
   if (options.configYaml !== undefined) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sidecar-config-'));
@@ -63,12 +65,14 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
     args.push('--config', file);
   }
   const logFd = options.logFile === undefined ? undefined : fs.openSync(options.logFile, 'a');
+  // A log file appended across restarts holds earlier starts' lines: this start's begin here.
+  const startedAt = logFd === undefined ? 0 : fs.fstatSync(logFd).size;
   const child = spawn(process.execPath, args, {
     env: {
       PATH: process.env['PATH'] ?? '',
       IDEMPOTENCY_UPSTREAM: options.upstream,
-      IDEMPOTENCY_PORT: String(port),
-      IDEMPOTENCY_ADMIN_PORT: String(adminPort),
+      IDEMPOTENCY_PORT: String(options.port ?? 0),
+      IDEMPOTENCY_ADMIN_PORT: String(options.adminPort ?? 0),
       IDEMPOTENCY_HOST: '127.0.0.1',
       IDEMPOTENCY_LOG_LEVEL: 'info',
       ...options.env,
@@ -89,35 +93,20 @@ export async function startSidecar(options: SidecarOptions): Promise<SidecarProc
     resolve(code);
   }));
 
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`sidecar exited with ${child.exitCode} before it was ready:\n${readOutput()}`);
-    try {
-      const response = await fetch(`${adminUrl}/healthz`);
-      if (response.ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`sidecar did not become healthy within 15 s:\n${readOutput()}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-
-  // The admin listener is always plain HTTP; the proxy listener speaks HTTPS when given a certificate.
-  const scheme = options.env?.['IDEMPOTENCY_TLS_CERT_FILE'] === undefined ? 'http' : 'https';
+  // Logged once both listeners are bound: it names their ports (the scheme too: the proxy
+  // listener speaks HTTPS when given a certificate; the admin listener is always plain HTTP).
+  const ownOutput = (): string => (logFile === undefined ? captured : fs.readFileSync(logFile).subarray(startedAt).toString('utf8'));
+  const listening = await waitForListening(child, ownOutput, 'idempotency-sidecar listening', 'sidecar');
+  const proxyUrl = urlField(listening, 'proxy');
+  const adminUrl = urlField(listening, 'admin');
   return {
-    url: `${scheme}://127.0.0.1:${port}`,
-    adminUrl,
+    url: proxyUrl.origin,
+    adminUrl: adminUrl.origin,
+    port: Number(proxyUrl.port),
+    adminPort: Number(adminUrl.port),
     process: child,
     output: readOutput,
-    logs: () =>
-      readOutput()
-        .split('\n')
-        .filter((line) => line.startsWith('{'))
-        .map((line) => JSON.parse(line) as Record<string, unknown>),
+    logs: () => jsonLines(readOutput()),
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
-import { freePort } from './free-port';
+import { urlField, waitForListening } from './listening-line';
 import { killWithParent } from './process-watchdog';
 
 const BIN = path.resolve(__dirname, '..', '..', 'bin', 'idempotency-sidecar.js');
@@ -26,7 +26,7 @@ export interface WebhookOptions {
   /** IDEMPOTENCY_WEBHOOK_* variables; the port and host are set here. */
   readonly env: Readonly<Record<string, string>>;
   readonly args?: readonly string[];
-  /** The CA that signed the serving certificate, to wait for readiness over HTTPS. */
+  /** The CA that signed the serving certificate. */
   readonly ca: Buffer;
 }
 
@@ -86,11 +86,11 @@ export function servedCertificateSerial(port: number, ca: Buffer): Promise<strin
 }
 
 export async function startWebhookProcess(options: WebhookOptions): Promise<WebhookProcess> {
-  const port = await freePort();
   const child = spawn(process.execPath, [BIN, 'webhook', ...(options.args ?? [])], {
     env: {
       PATH: process.env['PATH'] ?? '',
-      IDEMPOTENCY_WEBHOOK_PORT: String(port),
+      // The system picks the port; the "listening" line names it.
+      IDEMPOTENCY_WEBHOOK_PORT: '0',
       IDEMPOTENCY_WEBHOOK_HOST: '127.0.0.1',
       ...options.env,
     },
@@ -108,25 +108,17 @@ export async function startWebhookProcess(options: WebhookOptions): Promise<Webh
     }),
   );
 
-  const url = `https://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`webhook exited with ${child.exitCode} before it was ready:\n${captured}`);
-    try {
-      if ((await httpsRequest(`${url}/healthz`, { ca: options.ca, timeoutMs: 1_000 })).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error(`webhook did not become healthy within 15 s:\n${captured}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+  const bound = urlField(await waitForListening(child, () => captured, 'idempotency-sidecar webhook listening', 'webhook'), 'url');
+  // Ready means serving over TLS with a certificate this CA signed, not just bound.
+  const health = await httpsRequest(`${bound.origin}/healthz`, { ca: options.ca, timeoutMs: 5_000 });
+  if (health.status !== 200) {
+    child.kill('SIGKILL');
+    throw new Error(`webhook /healthz answered ${health.status}:\n${captured}`);
   }
 
   return {
-    url,
-    port,
+    url: bound.origin,
+    port: Number(bound.port),
     process: child,
     output: () => captured,
     stop: async () => {

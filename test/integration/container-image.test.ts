@@ -24,7 +24,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULTS } from '../../src/config/schema';
-import { freePort } from '../helpers/free-port';
+import { urlField, waitForListening } from '../helpers/listening-line';
 import { freshKey, send } from '../helpers/client';
 import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-upstream';
 import { createCertificateAuthority, issueServerCertificate } from '../helpers/tls-certificates';
@@ -351,27 +351,28 @@ describe(`the final stage's files, run on their own (${FULL ? 'npm ci --omit=dev
   test('the proxy serves and replays, healthcheck passes against it, and nothing is written to its directory', async () => {
     upstream = await startPaymentUpstream();
     const before = snapshot(image);
-    const port = await freePort();
-    const adminPort = await freePort();
     const env = {
       IDEMPOTENCY_UPSTREAM: upstream.url,
-      IDEMPOTENCY_PORT: String(port),
-      IDEMPOTENCY_ADMIN_PORT: String(adminPort),
+      IDEMPOTENCY_PORT: '0',
+      IDEMPOTENCY_ADMIN_PORT: '0',
       IDEMPOTENCY_HOST: '127.0.0.1',
       NODE_ENV: 'production',
     };
     const sidecar = startFrom(image, [], env);
     try {
+      const listening = await waitForListening(sidecar.child, sidecar.output, 'idempotency-sidecar listening', 'sidecar');
+      const proxyUrl = urlField(listening, 'proxy').origin;
+      const adminPort = urlField(listening, 'admin').port;
       await waitHealthy(`http://127.0.0.1:${adminPort}/healthz`, sidecar.child, sidecar.output);
       const key = freshKey('image');
-      const first = await send(`http://127.0.0.1:${port}`, '/payments', { key, body: '{"amount":1}' });
-      const second = await send(`http://127.0.0.1:${port}`, '/payments', { key, body: '{"amount":1}' });
+      const first = await send(proxyUrl, '/payments', { key, body: '{"amount":1}' });
+      const second = await send(proxyUrl, '/payments', { key, body: '{"amount":1}' });
       expect(first.status).toBe(201);
       expect(second.header('idempotent-replayed')).toBe('true');
       expect(upstream.countKey(key)).toBe(1);
 
       // As Docker runs it: the container's variables, no flags.
-      const check = run(image, ['healthcheck'], { IDEMPOTENCY_ADMIN_PORT: String(adminPort) });
+      const check = run(image, ['healthcheck'], { IDEMPOTENCY_ADMIN_PORT: adminPort });
       expect(check.status).toBe(0);
     } finally {
       expect(await stop(sidecar.child)).toBe(0);
@@ -383,16 +384,16 @@ describe(`the final stage's files, run on their own (${FULL ? 'npm ci --omit=dev
     const certs = path.join(base, 'certs');
     const ca = createCertificateAuthority(certs);
     const server = issueServerCertificate(ca, certs, 'webhook');
-    const port = await freePort();
     const webhook = startFrom(image, ['webhook'], {
-      IDEMPOTENCY_WEBHOOK_PORT: String(port),
+      IDEMPOTENCY_WEBHOOK_PORT: '0',
       IDEMPOTENCY_WEBHOOK_HOST: '127.0.0.1',
       IDEMPOTENCY_WEBHOOK_TLS_CERT: server.certPath,
       IDEMPOTENCY_WEBHOOK_TLS_KEY: server.keyPath,
       IDEMPOTENCY_WEBHOOK_SIDECAR_TEMPLATE: path.join(image, 'config', 'webhook-sidecar-template.yaml'),
     });
     try {
-      await waitHealthy(`https://127.0.0.1:${port}/healthz`, webhook.child, webhook.output, ca.cert);
+      const bound = urlField(await waitForListening(webhook.child, webhook.output, 'idempotency-sidecar webhook listening', 'webhook'), 'url');
+      await waitHealthy(`${bound.origin}/healthz`, webhook.child, webhook.output, ca.cert);
     } finally {
       expect(await stop(webhook.child)).toBe(0);
     }

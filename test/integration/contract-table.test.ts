@@ -8,7 +8,8 @@
 import { startPaymentUpstream, BINARY_BODY, type PaymentUpstream } from '../helpers/payment-upstream';
 import { sharedStores, type StoreKind, type StoreUnderTest } from '../helpers/store-topology';
 import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
-import { freshKey, send, sleep, TEST_CLIENT, type Reply } from '../helpers/client';
+import { freshKey, send, TEST_CLIENT, type Reply } from '../helpers/client';
+import { waitFor } from '../helpers/wait';
 import { freePort } from '../helpers/free-port';
 import { Readable } from 'node:stream';
 
@@ -52,6 +53,16 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
   let upstream: PaymentUpstream;
   let store: StoreUnderTest;
   let sidecar: SidecarProcess;
+
+  /** The guarded requests inside the engine now (the gauge on /metrics). */
+  const guardedInFlight = async (): Promise<number> => {
+    const metrics = (await send(sidecar.adminUrl, '/metrics', { method: 'GET' })).body.toString();
+    return Number(/^idempotency_guarded_in_flight (\d+)$/m.exec(metrics)?.[1]);
+  };
+
+  /** Until the upstream has the first request with this key, its key may not be claimed yet. */
+  const firstAtUpstream = (key: string): Promise<void> =>
+    waitFor(() => upstream.countKey(key) > 0, { intervalMs: 10, what: 'the first request at the upstream' });
 
   beforeAll(async () => {
     upstream = await startPaymentUpstream();
@@ -150,8 +161,15 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
       const first = await send(sidecar.url, '/v/short/payments', { key, body: '{}' });
       const replay = await send(sidecar.url, '/v/short/payments', { key, body: '{}' });
       expect(replay.header('idempotent-replayed')).toBe('true');
-      await sleep(1300);
-      const later = await send(sidecar.url, '/v/short/payments', { key, body: '{}' });
+      // Replays until the TTL has passed (no call upstream), then the key runs again.
+      let later = replay;
+      await waitFor(
+        async () => {
+          later = await send(sidecar.url, '/v/short/payments', { key, body: '{}' });
+          return later.header('idempotent-replayed') === undefined;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: 'the key to be new again after its TTL' },
+      );
       expect(first.status).toBe(201);
       expect(later.status).toBe(201);
       expect(later.header('idempotent-replayed')).toBeUndefined();
@@ -163,11 +181,12 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
   describe('same key, first still in flight', () => {
     test('reject mode: 409 with Retry-After at once, not forwarded', async () => {
       const key = freshKey();
-      const first = send(sidecar.url, '/slow?ms=600', { key, body: '{}' });
-      await sleep(150);
-      const duplicate = await send(sidecar.url, '/slow?ms=600', { key, body: '{}' });
+      const first = send(sidecar.url, '/hold', { key, body: '{}' });
+      await firstAtUpstream(key);
+      const duplicate = await send(sidecar.url, '/hold', { key, body: '{}' });
       expectProblem(duplicate, 409, 'request-in-flight');
       expectRetryAfter(duplicate);
+      upstream.releaseHeld();
       expect((await first).status).toBe(201);
       expect(upstream.countKey(key)).toBe(1);
     });
@@ -184,9 +203,13 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
 
     test('wait mode: the duplicate gets the first one\'s response, replayed', async () => {
       const key = freshKey();
-      const first = send(sidecar.url, '/v/wait/slow?ms=300', { key, body: '{}' });
-      await sleep(100);
-      const waited = await send(sidecar.url, '/v/wait/slow?ms=300', { key, body: '{}' });
+      const first = send(sidecar.url, '/v/wait/hold', { key, body: '{}' });
+      await firstAtUpstream(key);
+      const waiting = send(sidecar.url, '/v/wait/hold', { key, body: '{}' });
+      // Both inside the engine: the first forwarding, the duplicate waiting for it.
+      await waitFor(async () => (await guardedInFlight()) === 2, { what: 'the duplicate to be waiting' });
+      upstream.releaseHeld();
+      const waited = await waiting;
       const original = await first;
       expect(original.status).toBe(201);
       expect(waited.status).toBe(201);
@@ -197,13 +220,14 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
 
     test('wait mode: 409 with Retry-After after the wait timeout', async () => {
       const key = freshKey();
-      const first = send(sidecar.url, '/v/wait/slow?ms=1200', { key, body: '{}' });
-      await sleep(100);
+      const first = send(sidecar.url, '/v/wait/hold', { key, body: '{}' });
+      await firstAtUpstream(key);
       const started = Date.now();
-      const waited = await send(sidecar.url, '/v/wait/slow?ms=1200', { key, body: '{}' });
+      const waited = await send(sidecar.url, '/v/wait/hold', { key, body: '{}' });
       expectProblem(waited, 409, 'request-in-flight');
       expectRetryAfter(waited);
       expect(Date.now() - started).toBeGreaterThanOrEqual(600);
+      upstream.releaseHeld();
       expect((await first).status).toBe(201);
       expect(upstream.countKey(key)).toBe(1);
     });
@@ -225,9 +249,10 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
 
     test('422 while the first is still in flight too', async () => {
       const key = freshKey();
-      const first = send(sidecar.url, '/slow?ms=400', { key, body: '{"amount":1}' });
-      await sleep(100);
-      expectProblem(await send(sidecar.url, '/slow?ms=400', { key, body: '{"amount":2}' }), 422, 'key-reused');
+      const first = send(sidecar.url, '/hold', { key, body: '{"amount":1}' });
+      await firstAtUpstream(key);
+      expectProblem(await send(sidecar.url, '/hold', { key, body: '{"amount":2}' }), 422, 'key-reused');
+      upstream.releaseHeld();
       expect((await first).status).toBe(201);
       expect(upstream.countKey(key)).toBe(1);
     });
@@ -375,11 +400,19 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
       const key = freshKey();
       const controller = new AbortController();
       const abandoned = send(sidecar.url, '/slow?ms=400', { key, body: '{}', signal: controller.signal }).catch((e: unknown) => e);
-      await sleep(100);
+      await firstAtUpstream(key);
       controller.abort();
       expect((await abandoned) as { name?: string }).toMatchObject({ name: 'AbortError' });
-      await sleep(600);
-      const retry = await send(sidecar.url, '/slow?ms=400', { key, body: '{}' });
+      // In flight (409) until the upstream answers and the response is stored; then replayed.
+      let retry = await send(sidecar.url, '/slow?ms=400', { key, body: '{}' });
+      await waitFor(
+        async () => {
+          if (retry.status !== 409) return true;
+          retry = await send(sidecar.url, '/slow?ms=400', { key, body: '{}' });
+          return false;
+        },
+        { intervalMs: 50, what: 'the abandoned call to be stored' },
+      );
       expect(retry.status).toBe(201);
       expect(retry.header('idempotent-replayed')).toBe('true');
       expect(upstream.countKey(key)).toBe(1);
@@ -403,7 +436,7 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
     test('a different tenant is not held up by another tenant\'s in-flight key', async () => {
       const key = freshKey();
       const alice = send(sidecar.url, '/slow?ms=400', { key, body: '{}', headers: { authorization: 'Bearer alice' } });
-      await sleep(100);
+      await firstAtUpstream(key);
       const bob = await send(sidecar.url, '/slow?ms=400', { key, body: '{}', headers: { authorization: 'Bearer bob' } });
       expect(bob.status).toBe(201);
       expect((await alice).status).toBe(201);
@@ -506,11 +539,12 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
       const received: Buffer[] = [];
       socket.on('data', (chunk: Buffer) => received.push(chunk));
       socket.write(`GET /socket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${protocol}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-      await sleep(200);
+      const receivedText = (): string => Buffer.concat(received).toString();
+      await waitFor(() => receivedText().includes('\r\n\r\n'), { what: () => `the answer to the upgrade: ${JSON.stringify(receivedText())}` });
       socket.write('ping-through-the-tunnel');
-      await sleep(200);
+      await waitFor(() => receivedText().includes('ping-through-the-tunnel'), { what: () => `the echo through the tunnel: ${JSON.stringify(receivedText())}` });
       socket.destroy();
-      const text = Buffer.concat(received).toString();
+      const text = receivedText();
       expect(text).toContain('101 Switching Protocols');
       expect(text).toContain('ping-through-the-tunnel');
       expect(upstream.count('/socket')).toBe(before + 1);
@@ -550,7 +584,7 @@ describe.each<StoreKind>(KINDS)('contract section 4 on the %s store', (storeKind
       const key = freshKey();
       const requestId = freshKey('req');
       await send(sidecar.url, '/payments', { key, body: '{"card":"card-4000056655665556"}', headers: { authorization: 'Bearer very-secret-token', 'x-request-id': requestId } });
-      await sleep(50);
+      await waitFor(() => sidecar.logs().some((l) => l['requestId'] === requestId), { what: 'the request\'s log line' });
       const line = sidecar.logs().find((l) => l['requestId'] === requestId);
       expect(line).toMatchObject({
         level: 'info',

@@ -8,6 +8,7 @@ import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-u
 import { startRedis, type RedisHandle } from '../helpers/redis-server';
 import { startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
 import { freshKey, send, sleep } from '../helpers/client';
+import { waitFor } from '../helpers/wait';
 
 const PROBLEM = 'urn:idempotency-sidecar:problem:';
 
@@ -39,8 +40,10 @@ describe.each([1, 3, 5])('a quorum of %i lock master(s)', (size) => {
 
   test('the lock lives on the masters, not on the record store, while the upstream works', async () => {
     const key = freshKey();
-    const running = send(sidecar.url, '/slow?ms=400', { key, body: '{}' });
-    await sleep(150);
+    const running = send(sidecar.url, '/hold', { key, body: '{}' });
+    // The lock is taken before the call: once the upstream has it, the lock is there, and stays
+    // until the upstream is let answer.
+    await waitFor(() => upstream.countKey(key) === 1, { intervalMs: 10, what: 'the request at the upstream' });
     const lockKeys = async (url: string): Promise<string[]> => {
       const client = new Redis(url, { lazyConnect: true });
       await client.connect();
@@ -52,6 +55,7 @@ describe.each([1, 3, 5])('a quorum of %i lock master(s)', (size) => {
     };
     for (const master of masters) expect(await lockKeys(master.url)).toHaveLength(1);
     expect(await lockKeys(store.url)).toHaveLength(0);
+    upstream.releaseHeld();
     expect((await running).status).toBe(201);
     const metrics = (await send(sidecar.adminUrl, '/metrics', { method: 'GET' })).body.toString();
     expect(metrics).toMatch(/^idempotency_lock_wait_seconds_count\{result="acquired"\} [1-9]\d*$/m);
@@ -62,12 +66,13 @@ describe.each([1, 3, 5])('a quorum of %i lock master(s)', (size) => {
     for (const master of masters.slice(0, minority)) await master.stop();
     try {
       const key = freshKey();
-      const first = send(sidecar.url, '/slow?ms=300', { key, body: '{}' });
-      await sleep(100);
-      const duplicate = await send(sidecar.url, '/slow?ms=300', { key, body: '{}' });
+      const first = send(sidecar.url, '/hold', { key, body: '{}' });
+      await waitFor(() => upstream.countKey(key) === 1, { intervalMs: 10, what: 'the first request at the upstream' });
+      const duplicate = await send(sidecar.url, '/hold', { key, body: '{}' });
       expect(duplicate.status).toBe(409);
+      upstream.releaseHeld();
       expect((await first).status).toBe(201);
-      expect((await send(sidecar.url, '/slow?ms=300', { key, body: '{}' })).header('idempotent-replayed')).toBe('true');
+      expect((await send(sidecar.url, '/hold', { key, body: '{}' })).header('idempotent-replayed')).toBe('true');
       expect(upstream.countKey(key)).toBe(1);
     } finally {
       for (const master of masters.slice(0, minority)) await master.restart();

@@ -1,14 +1,15 @@
 /**
- * Running the program (contract section 1): validation at start-up with exit code 2 and one line
- * naming the setting, --config-test, --help, the in-process store's warning, the keys API off
- * without a token, and a SIGTERM that lets in-flight requests finish and exits 0.
+ * Running the program (contract sections 1 and 5): validation at start-up with exit code 2 and one
+ * line naming the setting, --config-test, --help, the in-process store's warning, the keys API off
+ * without a token, a SIGTERM that lets in-flight requests finish and exits 0, and one that ends
+ * within its grace period whatever the upstream timeout.
  */
 import net from 'node:net';
 import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-upstream';
 import { runSidecarCommand, startSidecar } from '../helpers/sidecar-process';
-import { freshKey, send, sleep } from '../helpers/client';
-import { freePort } from '../helpers/free-port';
+import { freshKey, send } from '../helpers/client';
 import { startRedis } from '../helpers/redis-server';
+import { waitFor } from '../helpers/wait';
 import { Redis } from 'ioredis';
 
 const CONTRACT_VARIABLES = [
@@ -60,7 +61,7 @@ describe('start-up validation', () => {
         IDEMPOTENCY_UPSTREAM: 'http://127.0.0.1:3000',
         IDEMPOTENCY_HOST: '127.0.0.1',
         IDEMPOTENCY_PORT: String(port),
-        IDEMPOTENCY_ADMIN_PORT: String(await freePort()),
+        IDEMPOTENCY_ADMIN_PORT: '0',
         IDEMPOTENCY_LOG_LEVEL: 'silent',
       });
       expect(result.code).toBe(2);
@@ -113,9 +114,10 @@ describe('a running sidecar', () => {
     const sidecar = await startSidecar({ upstream: upstream.url, env: { IDEMPOTENCY_SHUTDOWN_GRACE: '5s' } });
     const key = freshKey();
     const inFlight = send(sidecar.url, '/slow?ms=700', { key, body: '{}' });
-    await sleep(200);
+    await waitFor(() => upstream.countKey(key) === 1, { what: 'the request at the upstream' });
     const exited = sidecar.stop();
-    await sleep(100);
+    // Logged just before the listener stops accepting, in the same turn of the event loop.
+    await waitFor(() => sidecar.logs().some((l) => String(l['msg']).startsWith('shutting down')), { what: 'the shutdown to begin' });
     await expect(send(sidecar.url, '/payments', { key: freshKey(), body: '{}' })).rejects.toMatchObject({ code: 'ECONNREFUSED' });
     const reply = await inFlight;
     expect(reply.status).toBe(201);
@@ -130,7 +132,7 @@ describe('a running sidecar', () => {
     const key = freshKey();
     try {
       const inFlight = send(sidecar.url, '/slow?ms=500', { key, body: '{}' });
-      await sleep(150);
+      await waitFor(() => upstream.countKey(key) === 1, { what: 'the request at the upstream' });
       const exited = sidecar.stop();
       expect((await inFlight).status).toBe(201);
       expect(await exited).toBe(0);
@@ -151,6 +153,68 @@ describe('a running sidecar', () => {
       }
       expect(upstream.countKey(key)).toBe(1);
     } finally {
+      await redis.stop();
+    }
+  });
+
+  test('SIGTERM ends within its grace period: a call that outlives it is abandoned as an unknown outcome, its client answered, the process gone about a second later', async () => {
+    const redis = await startRedis();
+    const graceMs = 2_000;
+    const token = 'admin-token-for-the-grace-test';
+    const env = {
+      IDEMPOTENCY_REDIS_URL: redis.url,
+      IDEMPOTENCY_SHUTDOWN_GRACE: `${graceMs}ms`,
+      // Far beyond the grace period: only the shutdown can end the long call in time.
+      IDEMPOTENCY_UPSTREAM_TIMEOUT: '60s',
+      IDEMPOTENCY_ADMIN_TOKEN: token,
+    };
+    const sidecar = await startSidecar({ upstream: upstream.url, env });
+    const shortKey = freshKey('short');
+    const longKey = freshKey('long');
+    try {
+      const short = send(sidecar.url, '/slow?ms=500', { key: shortKey, body: '{}' });
+      // Executes and never answers: it outlives any grace period.
+      const long = send(sidecar.url, '/hang', { key: longKey, body: '{}' });
+      await waitFor(() => upstream.countKey(shortKey) === 1 && upstream.countKey(longKey) === 1, { what: 'both calls at the upstream' });
+      const signalledAt = performance.now();
+      const exited = sidecar.stop().then((code) => ({ code, afterMs: performance.now() - signalledAt }));
+
+      expect((await short).status).toBe(201);
+      const abandoned = await long;
+      const answeredAfterMs = performance.now() - signalledAt;
+      expect(abandoned.status).toBe(504);
+      expect(abandoned.header('content-type')).toBe('application/problem+json');
+      expect(abandoned.json()).toMatchObject({ type: 'urn:idempotency-sidecar:problem:upstream-abandoned', status: 504 });
+      expect(answeredAfterMs).toBeGreaterThanOrEqual(graceMs);
+
+      const { code, afterMs } = await exited;
+      expect(code).toBe(0);
+      expect(afterMs).toBeGreaterThanOrEqual(graceMs);
+      expect(afterMs).toBeLessThan(graceMs + 1_500);
+      const unknownLine = sidecar.logs().find((l) => l['reason'] === 'abandoned');
+      expect(unknownLine).toMatchObject({ level: 'error', alert: 'unknown_outcome', action: 'hold' });
+
+      // What another replica sees: the short call stored, the long one held as unknown, no lock left.
+      const next = await startSidecar({ upstream: upstream.url, env });
+      try {
+        const auth = { authorization: `Bearer ${token}` };
+        expect((await send(next.adminUrl, `/keys/${shortKey}`, { method: 'GET', headers: auth })).json()).toEqual([
+          expect.objectContaining({ state: 'completed', status: 201 }),
+        ]);
+        expect((await send(next.adminUrl, `/keys/${longKey}`, { method: 'GET', headers: auth })).json()).toEqual([
+          expect.objectContaining({ state: 'unknown' }),
+        ]);
+        const retry = await send(next.url, '/hang', { key: longKey, body: '{}' });
+        expect(retry.status).toBe(409);
+        expect(retry.json()).toMatchObject({ type: 'urn:idempotency-sidecar:problem:outcome-unknown' });
+        expect((await send(next.url, '/slow?ms=500', { key: shortKey, body: '{}' })).header('idempotent-replayed')).toBe('true');
+      } finally {
+        expect(await next.stop()).toBe(0);
+      }
+      expect(upstream.countKey(shortKey)).toBe(1);
+      expect(upstream.countKey(longKey)).toBe(1);
+    } finally {
+      await sidecar.stop();
       await redis.stop();
     }
   });

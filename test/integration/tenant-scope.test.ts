@@ -15,10 +15,9 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { Redis } from 'ioredis';
 import { Agent } from 'undici';
-import { freshKey, send, sleep, type Reply, type SendOptions } from '../helpers/client';
+import { freshKey, send, type Reply, type SendOptions } from '../helpers/client';
 import { startPaymentUpstream, type PaymentUpstream } from '../helpers/payment-upstream';
 import { startRedis, type RedisHandle } from '../helpers/redis-server';
-import { freePort } from '../helpers/free-port';
 import { runSidecarCommand, startSidecar, type SidecarProcess } from '../helpers/sidecar-process';
 import {
   createCertificateAuthority,
@@ -172,7 +171,7 @@ function tenantScopeSuite(setup: () => Promise<Source>): void {
     const key = freshKey('inflight');
     const aliceSlow = payment(source, source.alice, key, '{"amount":7}', '/slow?ms=1500');
     // Until the upstream has Alice's request, her key is claimed.
-    while (upstream.countKey(key) === 0) await sleep(20);
+    await waitFor(() => upstream.countKey(key) > 0, { intervalMs: 20, what: "Alice's request at the upstream" });
     const bob = await payment(source, source.bob, key, '{"amount":7}', '/slow?ms=1500');
     expect(bob.status).toBe(201);
     expect(bob.header('idempotent-replayed')).toBeUndefined();
@@ -425,8 +424,8 @@ describe('listener TLS files that do not load', () => {
   ])('%s stops the start: exit 2, one line naming the setting', async (_label, override, expected) => {
     const result = await runSidecarCommand([], {
       IDEMPOTENCY_UPSTREAM: upstream.url,
-      IDEMPOTENCY_PORT: String(await freePort()),
-      IDEMPOTENCY_ADMIN_PORT: String(await freePort()),
+      IDEMPOTENCY_PORT: '0',
+      IDEMPOTENCY_ADMIN_PORT: '0',
       IDEMPOTENCY_HOST: '127.0.0.1',
       IDEMPOTENCY_TLS_CERT_FILE: good.certPath,
       IDEMPOTENCY_TLS_KEY_FILE: good.keyPath,

@@ -260,7 +260,7 @@ describe('the webhook process', () => {
     const result = await runSidecarCommand(['webhook', '--port', 'x'], {});
     expect(result.code).toBe(2);
     expect(result.stderr.trim().split('\n')).toEqual([
-      'idempotency-sidecar webhook: --port: "x" is not a port; use a whole number from 1 to 65535',
+      'idempotency-sidecar webhook: --port: "x" is not a port; use a whole number from 1 to 65535, or 0 for any free port',
       expect.stringMatching(/IDEMPOTENCY_WEBHOOK_TLS_CERT: is required/),
       expect.stringMatching(/IDEMPOTENCY_WEBHOOK_TLS_KEY: is required/),
       expect.stringMatching(/IDEMPOTENCY_WEBHOOK_SIDECAR_TEMPLATE: is required/),

@@ -444,16 +444,15 @@ describe('loadConfig problems name the setting as the operator set it', () => {
       'IDEMPOTENCY_UPSTREAM: "http://api:3000/?a=1" has a path, query or fragment; give the origin only, e.g. http://api:3000 (requests keep their own paths)',
     ],
     ['IDEMPOTENCY_UPSTREAM', 'http://u:secret@api:3000', 'IDEMPOTENCY_UPSTREAM: has credentials in it, which the sidecar would not send; remove them'],
-    ['IDEMPOTENCY_PORT', '0', 'IDEMPOTENCY_PORT: "0" is not a port; use a whole number from 1 to 65535'],
-    ['IDEMPOTENCY_PORT', '65536', 'IDEMPOTENCY_PORT: "65536" is not a port; use a whole number from 1 to 65535'],
-    ['IDEMPOTENCY_PORT', '80.5', 'IDEMPOTENCY_PORT: "80.5" is not a port; use a whole number from 1 to 65535'],
-    ['IDEMPOTENCY_PORT', '', 'IDEMPOTENCY_PORT: "" is not a port; use a whole number from 1 to 65535'],
+    ['IDEMPOTENCY_PORT', '65536', 'IDEMPOTENCY_PORT: "65536" is not a port; use a whole number from 1 to 65535, or 0 for any free port'],
+    ['IDEMPOTENCY_PORT', '80.5', 'IDEMPOTENCY_PORT: "80.5" is not a port; use a whole number from 1 to 65535, or 0 for any free port'],
+    ['IDEMPOTENCY_PORT', '', 'IDEMPOTENCY_PORT: "" is not a port; use a whole number from 1 to 65535, or 0 for any free port'],
     [
       'IDEMPOTENCY_HOST',
       'localhost:8080',
       'IDEMPOTENCY_HOST: "localhost:8080" is not an address; give a host name or IP address without a port, e.g. 0.0.0.0 or ::',
     ],
-    ['IDEMPOTENCY_ADMIN_PORT', 'admin', 'IDEMPOTENCY_ADMIN_PORT: "admin" is not a port; use a whole number from 1 to 65535'],
+    ['IDEMPOTENCY_ADMIN_PORT', 'admin', 'IDEMPOTENCY_ADMIN_PORT: "admin" is not a port; use a whole number from 1 to 65535, or 0 for any free port'],
     [
       'IDEMPOTENCY_REDIS_URL',
       'http://user:secret@redis:6379',
@@ -582,7 +581,7 @@ describe('loadConfig problems name the setting as the operator set it', () => {
 
   it('names the flag when the value came from a flag', () => {
     expect(problemsOf({ argv: ['--ttl', '24', '--admin-port=x', '--require-key=perhaps'] })).toEqual([
-      '--admin-port: "x" is not a port; use a whole number from 1 to 65535',
+      '--admin-port: "x" is not a port; use a whole number from 1 to 65535, or 0 for any free port',
       '--require-key: "perhaps" is not a boolean; use true or false',
       `--ttl: "24" is not a duration; ${DURATION}`,
     ]);
@@ -599,6 +598,11 @@ describe('loadConfig problems name the setting as the operator set it', () => {
 
   it('names the winning source: a bad file value hidden by a good variable is no problem', () => {
     expect(load({ yaml: 'ttl: soon\n', env: { ...UPSTREAM, IDEMPOTENCY_TTL: '1h' } }).ttlMs).toBe(3_600_000);
+  });
+
+  it('takes port 0 for either listener, and for both (two free ports, bound at start)', () => {
+    expect(load({ env: { ...UPSTREAM, IDEMPOTENCY_PORT: '0', IDEMPOTENCY_ADMIN_PORT: '0' } })).toMatchObject({ port: 0, adminPort: 0 });
+    expect(load({ env: { ...UPSTREAM, IDEMPOTENCY_ADMIN_PORT: '0' } })).toMatchObject({ port: 8080, adminPort: 0 });
   });
 
   it('refuses the same port for both listeners, naming both settings', () => {
@@ -655,7 +659,7 @@ describe('loadConfig problems name the setting as the operator set it', () => {
     expect(problems).toEqual([
       '--colour: is not a flag (see --help)',
       'config.yaml: upstream: "http://api/v1" has a path, query or fragment; give the origin only, e.g. http://api (requests keep their own paths)',
-      '--port: "eighty" is not a port; use a whole number from 1 to 65535',
+      '--port: "eighty" is not a port; use a whole number from 1 to 65535, or 0 for any free port',
       `IDEMPOTENCY_TTL: "24" is not a duration; ${DURATION}`,
       'IDEMPOTENCY_CONCURRENT: "queue" is not accepted; use reject or wait',
       'IDEMPOTENCY_ADMIN_TOKEN: is 1 characters; use at least 16 (e.g. openssl rand -hex 32): it alone authorizes deleting records, which lets a retried payment run again',
@@ -796,7 +800,7 @@ describe('loadConfig YAML file problems', () => {
     })();
     expect(problems).toEqual([
       '--config gone.yaml: cannot be read (EACCES: permission denied)',
-      '--port: "x" is not a port; use a whole number from 1 to 65535',
+      '--port: "x" is not a port; use a whole number from 1 to 65535, or 0 for any free port',
     ]);
   });
 

@@ -13,6 +13,7 @@ import { RecordUnreadableError } from '../../src/errors';
 import { EncryptingRecordStore } from '../../src/store/encrypting-store';
 import { lockResource } from '../../src/store/keys';
 import { MemoryLockProvider } from '../../src/store/memory-lock';
+import { systemClock } from '../../src/system-clock';
 import { MemoryRecordStore } from '../../src/store/memory-store';
 import { ResponseCipher, SEALED_HEADER, sealedKeyId } from '../../src/store/response-cipher';
 
@@ -178,7 +179,7 @@ describe.each(['quorum', 'record'] as const)('the engine over an encrypting stor
 
   function engine(keys: readonly EncryptionKey[], upstream: Upstream): IdempotencyEngine {
     return new IdempotencyEngine(
-      { store: withKeys(inner, keys), upstream, lockResource, ...(lockMode === 'quorum' ? { locks } : {}) },
+      { store: withKeys(inner, keys), upstream, lockResource, clock: systemClock, ...(lockMode === 'quorum' ? { locks } : {}) },
       { lockTtlMs: 5_000, maxWaiters: 1_000, waitTimeoutMs: 1_000, onUnknown: 'hold', storeUnavailable: 'passthrough', releaseStatuses: new Set([503]) },
     );
   }

@@ -6,6 +6,7 @@
 import { StoreFullError } from '../../src/errors';
 import type { ClaimRequest } from '../../src/engine/ports';
 import { MemoryRecordStore } from '../../src/store/memory-store';
+import { waitFor } from '../helpers/wait';
 
 function claimOf(ttlMs: number, token = 't'): ClaimRequest {
   return { fingerprint: 'f', token, leaseMs: 10_000, ttlMs, onExpiredLease: 'hold' };
@@ -66,9 +67,10 @@ describe('MemoryRecordStore record limit', () => {
     expect(await store.remove({ tenant: 't1', key: 'k1' })).toBe(true);
     expect(store.recordCount()).toBe(499);
     now += 1_000;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    // The even keys expired (k0 was completed with a fresh TTL and stays).
-    expect(store.recordCount()).toBe(1 + 249 - 1 + 1);
+    // The even keys expired (k0 was completed with a fresh TTL and stays): the next sweep drops them.
+    const expected = 1 + 249 - 1 + 1;
+    await waitFor(() => store.recordCount() <= expected, { timeoutMs: 5_000, intervalMs: 5, what: () => `the sweep (count ${store.recordCount()})` });
+    expect(store.recordCount()).toBe(expected);
     await store.close();
     expect(store.recordCount()).toBe(0);
   });

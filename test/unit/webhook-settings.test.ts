@@ -78,10 +78,12 @@ describe('loadWebhookConfig', () => {
   });
 
   it('names a bad value by the flag or variable that gave it', () => {
-    expect(problemsOf(['--port', '0'], env)).toEqual(['--port: "0" is not a port; use a whole number from 1 to 65535']);
+    expect(problemsOf(['--port', '65536'], env)).toEqual(['--port: "65536" is not a port; use a whole number from 1 to 65535, or 0 for any free port']);
     expect(problemsOf([], { ...env, IDEMPOTENCY_WEBHOOK_PORT: 'https' })).toEqual([
-      'IDEMPOTENCY_WEBHOOK_PORT: "https" is not a port; use a whole number from 1 to 65535',
+      'IDEMPOTENCY_WEBHOOK_PORT: "https" is not a port; use a whole number from 1 to 65535, or 0 for any free port',
     ]);
+    // 0: a free port, bound at start and named in the "listening" line.
+    expect(loadWebhookConfig({ argv: ['--port', '0'], env }).port).toBe(0);
     expect(problemsOf([], { ...env, IDEMPOTENCY_WEBHOOK_TLS_RELOAD_INTERVAL: '10' })[0]).toMatch(/^IDEMPOTENCY_WEBHOOK_TLS_RELOAD_INTERVAL: "10" is not a duration/);
     expect(problemsOf([], { ...env, IDEMPOTENCY_WEBHOOK_LOG_LEVEL: 'loud' })[0]).toMatch(/^IDEMPOTENCY_WEBHOOK_LOG_LEVEL: "loud" is not accepted/);
     expect(problemsOf(['--host', 'a b'], env)[0]).toMatch(/^--host: "a b" is not an address/);
