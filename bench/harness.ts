@@ -4,9 +4,9 @@
  * and returns the report (bench/report.ts prints and writes it).
  *
  * Processes: the store Redis and three lock Redis (test/helpers/redis-server.ts), the payment
- * upstream, the two plain pass-through proxies, two sidecars (one on the store Redis alone, one
- * with a Redlock quorum of the three lock Redis) and the load generator. Only the harness talks
- * to all of them, and it is idle while a scenario runs.
+ * upstream, the two plain pass-through proxies, the floor, the Express peer, two sidecars (one on
+ * the store Redis alone, one with a Redlock quorum of the three lock Redis) and the load
+ * generator. Only the harness talks to all of them, and it is idle while a scenario runs.
  */
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -34,8 +34,8 @@ import { type ProfileSummary, summariseProfile } from './profile';
 import type { KeyMode, LoadJob, LoadResult, WorkerMessage } from './protocol';
 import { type CommandDelta, commandDelta, loadRedlockScriptNames, loadScriptNames, median, RedisProbe, type RedisSnapshot, type TraceResult, traceRoundTrips } from './redis-stats';
 
-export type ScenarioId = 'upstream' | 'http-proxy' | 'undici-proxy' | 'floor' | 'unguarded' | 'first' | 'replay' | 'inflight' | 'redlock';
-type TargetName = 'upstream' | 'httpProxy' | 'undiciProxy' | 'floorProxy' | 'sidecar' | 'redlockSidecar';
+export type ScenarioId = 'upstream' | 'http-proxy' | 'undici-proxy' | 'floor' | 'peer' | 'peer-replay' | 'unguarded' | 'first' | 'replay' | 'inflight' | 'redlock';
+type TargetName = 'upstream' | 'httpProxy' | 'undiciProxy' | 'floorProxy' | 'peerProxy' | 'sidecar' | 'redlockSidecar';
 type KeyKind = 'none' | 'unique' | 'replay' | 'inflight';
 
 export interface Scenario {
@@ -49,6 +49,8 @@ export interface Scenario {
   readonly keys: KeyKind;
   /** The status every response should have. */
   readonly expectedStatus: (status: number) => boolean;
+  /** The Express peer's scenario doing the same job, for the report's "vs peer" ratio. */
+  readonly peer?: ScenarioId;
 }
 
 const ok = (status: number): boolean => status === 200 || status === 201;
@@ -57,9 +59,11 @@ export const SCENARIOS: readonly Scenario[] = [
   { id: 'http-proxy', number: '2a', label: 'pass-through, http-proxy', target: 'httpProxy', method: 'POST', path: '/payments/http-proxy', keys: 'none', expectedStatus: ok },
   { id: 'undici-proxy', number: '2b', label: 'pass-through, undici Pool', target: 'undiciProxy', method: 'POST', path: '/payments/undici', keys: 'none', expectedStatus: ok },
   { id: 'floor', number: '2c', label: 'floor: undici Pool + 2 Redis calls', target: 'floorProxy', method: 'POST', path: '/payments/floor', keys: 'unique', expectedStatus: ok },
+  { id: 'peer', number: '2d', label: 'peer: Express + @node-idempotency, first-time', target: 'peerProxy', method: 'POST', path: '/payments/peer', keys: 'unique', expectedStatus: ok },
+  { id: 'peer-replay', number: '2e', label: 'peer: Express + @node-idempotency, replays', target: 'peerProxy', method: 'POST', path: '/payments/peer-replay', keys: 'replay', expectedStatus: ok },
   { id: 'unguarded', number: '3', label: 'sidecar, unguarded GET', target: 'sidecar', method: 'GET', path: '/payments/unguarded', keys: 'none', expectedStatus: ok },
-  { id: 'first', number: '4', label: 'sidecar, guarded first-time', target: 'sidecar', method: 'POST', path: '/payments/first', keys: 'unique', expectedStatus: ok },
-  { id: 'replay', number: '5', label: 'sidecar, replays', target: 'sidecar', method: 'POST', path: '/payments/replay', keys: 'replay', expectedStatus: ok },
+  { id: 'first', number: '4', label: 'sidecar, guarded first-time', target: 'sidecar', method: 'POST', path: '/payments/first', keys: 'unique', expectedStatus: ok, peer: 'peer' },
+  { id: 'replay', number: '5', label: 'sidecar, replays', target: 'sidecar', method: 'POST', path: '/payments/replay', keys: 'replay', expectedStatus: ok, peer: 'peer-replay' },
   { id: 'inflight', number: '6', label: 'sidecar, in-flight duplicate 409', target: 'sidecar', method: 'POST', path: '/slow/inflight', keys: 'inflight', expectedStatus: (status) => status === 409 },
   { id: 'redlock', number: '7', label: 'sidecar + Redlock quorum of 3, first-time', target: 'redlockSidecar', method: 'POST', path: '/payments/redlock', keys: 'unique', expectedStatus: ok },
 ];
@@ -268,7 +272,7 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
     const locks = lockRedis.map((handle, i) => new RedisProbe(`lock-${i}`, handle.url));
     probes.push(store, ...locks);
 
-    log('starting the upstream, the three pass-through proxies and the load generator');
+    log('starting the upstream, the three pass-through proxies, the Express peer and the load generator');
     const upstream = await forkServer('upstream', path.join(build, 'servers', 'upstream.js'));
     processes.push(upstream);
     const httpProxy = await forkServer('http-proxy pass-through', path.join(build, 'servers', 'http-proxy-passthrough.js'), { BENCH_UPSTREAM: upstream.url });
@@ -277,6 +281,8 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
     processes.push(undiciProxy);
     const floorProxy = await forkServer('redis floor pass-through', path.join(build, 'servers', 'redis-floor-passthrough.js'), { BENCH_UPSTREAM: upstream.url, BENCH_REDIS: storeRedis.url });
     processes.push(floorProxy);
+    const peerProxy = await forkServer('Express + @node-idempotency peer', path.join(build, 'servers', 'express-idempotency-peer.js'), { BENCH_UPSTREAM: upstream.url, BENCH_REDIS: storeRedis.url });
+    processes.push(peerProxy);
     const workerProcess = await forkWorker('load generator', path.join(build, 'load-worker.js'));
     processes.push(workerProcess);
 
@@ -299,7 +305,7 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       root,
       runId: randomBytes(4).toString('hex'),
       upstream,
-      targets: { upstream, httpProxy, undiciProxy, floorProxy, sidecar, redlockSidecar },
+      targets: { upstream, httpProxy, undiciProxy, floorProxy, peerProxy, sidecar, redlockSidecar },
       store,
       locks,
       worker: new LoadWorker(workerProcess),
@@ -445,7 +451,7 @@ async function runCell(ctx: Context, cell: CellResult, durationS: number, measur
     const cpuPids: Record<string, readonly number[]> = {
       target: [target.pid],
       ...(scenario.target === 'upstream' ? {} : { upstream: [ctx.upstream.pid] }),
-      ...(sidecarTarget || scenario.target === 'floorProxy' ? { redis: [ctx.redisPids.store] } : {}),
+      ...(sidecarTarget || scenario.target === 'floorProxy' || scenario.target === 'peerProxy' ? { redis: [ctx.redisPids.store] } : {}),
       ...(scenario.target === 'redlockSidecar' ? { locks: ctx.redisPids.locks } : {}),
     };
     const cpuBefore = cpuOf(cpuPids);

@@ -36,6 +36,8 @@ export interface ScenarioSummary {
   /** rps over the plain pass-through's (the faster of 2a and 2b at this body size). */
   readonly ratioVsPlain: number | null;
   readonly ratioVsHttpProxy: number | null;
+  /** rps over the Express peer's doing the same job (its scenario's `peer`), first-time and replays. */
+  readonly ratioVsPeer: number | null;
   /** p99 less the plain pass-through's p99, ms. */
   readonly addedP99Ms: number | null;
   /** Per Redis role: every command executed (script-internal included) per response, under load. */
@@ -91,10 +93,13 @@ export function buildReport(run: RawRun, command: string): Report {
     const plainId = plain[String(summary.bodyBytes)];
     const base = plainId ? find(plainId, summary.bodyBytes) : undefined;
     const httpProxy = find('http-proxy', summary.bodyBytes);
+    const peerId = SCENARIOS.find((scenario) => scenario.id === summary.id)?.peer;
+    const peer = peerId ? find(peerId, summary.bodyBytes) : undefined;
     return {
       ...summary,
       ratioVsPlain: base && base.rps > 0 ? summary.rps / base.rps : null,
       ratioVsHttpProxy: httpProxy && httpProxy.rps > 0 ? summary.rps / httpProxy.rps : null,
+      ratioVsPeer: peer && peer.rps > 0 ? summary.rps / peer.rps : null,
       addedP99Ms: base ? summary.p99Ms - base.p99Ms : null,
     };
   });
@@ -137,6 +142,7 @@ function summarise(cell: CellResult): ScenarioSummary {
     perRound: rounds.map((round) => ({ round: round.round, rps: round.load.rps, p50Ms: round.load.latencyMs.p50, p99Ms: round.load.latencyMs.p99, maxMs: round.load.latencyMs.max })),
     ratioVsPlain: null,
     ratioVsHttpProxy: null,
+    ratioVsPeer: null,
     addedP99Ms: null,
     redisCommandsPerRequest: mapValues(commands, perResponse),
     redisScriptsPerRequest: mapValues(scripts, perResponse),
@@ -208,18 +214,39 @@ function evaluateTargets(report: Report): TargetResult[] {
     const size = bodyLabel(body);
     const first = find('first', body);
     const replay = find('replay', body);
+    const inflight = find('inflight', body);
     const unguarded = find('unguarded', body);
+    const floor = find('floor', body);
     targets.push({
       target: `guarded first-time throughput vs plain pass-through (${size})`,
       measured: ratio(first?.ratioVsPlain ?? null),
       limit: '>= 0.75x',
       pass: first?.ratioVsPlain == null ? null : first.ratioVsPlain >= 0.75,
     });
+    const vsFloor = first && floor && floor.rps > 0 ? first.rps / floor.rps : null;
+    targets.push({
+      target: `guarded first-time throughput vs the floor (${size})`,
+      measured: ratio(vsFloor),
+      limit: '>= 0.9x',
+      pass: vsFloor === null ? null : vsFloor >= 0.9,
+    });
+    targets.push({
+      target: `guarded first-time throughput vs the Express peer (${size})`,
+      measured: ratio(first?.ratioVsPeer ?? null),
+      limit: '>= 2x',
+      pass: first?.ratioVsPeer == null ? null : first.ratioVsPeer >= 2,
+    });
     targets.push({
       target: `replay throughput vs plain pass-through (${size})`,
       measured: ratio(replay?.ratioVsPlain ?? null),
       limit: '>= 1.2x',
       pass: replay?.ratioVsPlain == null ? null : replay.ratioVsPlain >= 1.2,
+    });
+    targets.push({
+      target: `in-flight 409 throughput vs plain pass-through (${size})`,
+      measured: ratio(inflight?.ratioVsPlain ?? null),
+      limit: '>= 1.2x',
+      pass: inflight?.ratioVsPlain == null ? null : inflight.ratioVsPlain >= 1.2,
     });
     targets.push({
       target: `unguarded throughput vs http-proxy pass-through (${size})`,
@@ -303,7 +330,7 @@ function roundTripColumn(summary: ScenarioSummary): string {
   return text;
 }
 
-const COLUMNS = ['#', 'scenario', 'body', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'vs plain', '+p99 ms', 'Redis cmds/req', 'round trips/req', 'CPU us/req', 'peak RSS MB'] as const;
+const COLUMNS = ['#', 'scenario', 'body', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'vs plain', 'vs peer', '+p99 ms', 'Redis cmds/req', 'round trips/req', 'CPU us/req', 'peak RSS MB'] as const;
 
 function rows(report: Report): string[][] {
   return report.scenarios.map((s) => [
@@ -315,6 +342,7 @@ function rows(report: Report): string[][] {
     fixed(s.p99Ms, 2),
     fixed(s.maxMs, 1),
     s.ratioVsPlain === null ? '-' : `${s.ratioVsPlain.toFixed(2)}x`,
+    s.ratioVsPeer === null ? '-' : `${s.ratioVsPeer.toFixed(2)}x`,
     s.addedP99Ms === null || s.id === 'upstream' ? '-' : signed(s.addedP99Ms),
     redisColumn(s),
     roundTripColumn(s),
@@ -376,6 +404,22 @@ function floorComparison(report: Report): string[] {
   return out;
 }
 
+/** The sidecar's rows that have a peer scenario, as a share of the peer's throughput and CPU. */
+function peerComparison(report: Report): string[] {
+  const out: string[] = [];
+  for (const summary of report.scenarios) {
+    const peerId = SCENARIOS.find((scenario) => scenario.id === summary.id)?.peer;
+    const peer = report.scenarios.find((s) => s.id === peerId && s.bodyBytes === summary.bodyBytes);
+    if (!peer || summary.ratioVsPeer === null) continue;
+    const cpu = `; CPU ${fixed(summary.cpuMicrosPerRequest['target'], 0)} vs ${fixed(peer.cpuMicrosPerRequest['target'], 0)} us/req`;
+    out.push(`${summary.label.replace('sidecar, ', '')}, ${bodyLabel(summary.bodyBytes)}: ${summary.ratioVsPeer.toFixed(2)}x the peer's throughput (${peer.number})${cpu}`);
+  }
+  return out;
+}
+
+/** What the "vs peer" column compares with: one source for the text and the doc. */
+const PEER_TITLE = 'the Express peer (2d, 2e: Express 5 + @node-idempotency/core on its Redis adapter + http-proxy-middleware, the same job users build instead)';
+
 function passText(pass: boolean | null): string {
   return pass === null ? 'not measured' : pass ? 'PASS' : 'MISS';
 }
@@ -383,7 +427,7 @@ function passText(pass: boolean | null): string {
 export function renderText(report: Report): string {
   const body = rows(report);
   const widths = COLUMNS.map((title, i) => Math.max(title.length, ...body.map((row) => (row[i] ?? '').length)));
-  const numeric = new Set([3, 4, 5, 6, 7, 8, 11, 12]);
+  const numeric = new Set([3, 4, 5, 6, 7, 8, 9, 12, 13]);
   const line = (cells: readonly string[]): string =>
     cells.map((cell, i) => (numeric.has(i) ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
   const out: string[] = [];
@@ -402,6 +446,12 @@ export function renderText(report: Report): string {
     out.push('');
     out.push('against the floor (2c: the undici pass-through plus the two Redis calls any Redis-backed proxy makes):');
     for (const floorLine of floorLines) out.push(`  ${floorLine}`);
+  }
+  const peerLines = peerComparison(report);
+  if (peerLines.length > 0) {
+    out.push('');
+    out.push(`against ${PEER_TITLE}:`);
+    for (const peerLine of peerLines) out.push(`  ${peerLine}`);
   }
   const rateRows = fixedRateRows(report);
   if (rateRows.length > 0) {
@@ -494,6 +544,8 @@ export function renderMarkdown(report: Report): string {
     out.push(markdownTable(FIXED_RATE_COLUMNS, rateRows));
     out.push('');
   }
+  out.push(`"vs peer": against ${PEER_TITLE}, first-time against 2d, replays against 2e.`);
+  out.push('');
   out.push(`The plain pass-through (the "vs plain" and "+p99" base) was ${Object.entries(report.plainPassThrough).map(([body, id]) => `${id} at ${bodyLabel(Number(body))}`).join(' and ')}.`);
   out.push('');
   out.push('Targets, as ratios measured in the same run (reported, not asserted):');

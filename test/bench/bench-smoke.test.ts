@@ -1,8 +1,9 @@
 /**
  * The short form of `npm run bench` that CI runs so the benchmark never rots: every scenario at
  * both body sizes for one second, one round, with the trace, the flood and the profile, through
- * the same command line. It asserts that every scenario produced throughput and that the report
- * has every field; never a threshold (a shared CI machine measures nothing worth comparing).
+ * the same command line. It asserts that every scenario produced throughput, that the report
+ * has every field and that no replay reached the upstream (the Express peer's included); never a
+ * threshold (a shared CI machine measures nothing worth comparing).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -76,6 +77,9 @@ describe('npm run bench, short form', () => {
         // Guarded scenarios reach Redis; the others never do.
         if (scenario.keys === 'none') expect([name, summary.redisCommandsPerRequest['store'] ?? 0]).toEqual([name, 0]);
         else expect([name, (summary.redisCommandsPerRequest['store'] ?? 0) > 0]).toEqual([name, true]);
+        // A replay never reaches the upstream, the sidecar's nor the Express peer's.
+        if (scenario.keys === 'replay') expect([name, summary.upstreamCallsPerResponse, summary.checks]).toEqual([name, 0, []]);
+        if (scenario.peer !== undefined) expect([name, Number.isFinite(summary.ratioVsPeer)]).toEqual([name, true]);
       }
     }
 
@@ -94,5 +98,6 @@ describe('npm run bench, short form', () => {
     expect(result.stdout).toContain('req/s');
     expect(result.stdout).toContain('targets (reported, not asserted)');
     expect(result.stdout).toContain("the floor's throughput");
+    expect(result.stdout).toContain("the peer's throughput");
   });
 });
