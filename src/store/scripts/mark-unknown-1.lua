@@ -13,12 +13,8 @@
 --- @include "includes/record.lua"
 
 local record = KEYS[1]
-local value = redis.pcall('GET', record)
-if type(value) ~= 'string' then
-  return 0
-end
-local r = decodeRecord(value)
-if r.state ~= 'in_flight' or r.token ~= ARGV[1] then
+local r = ownedRecord(record, ARGV[1])
+if not r or r.state ~= 'in_flight' then
   return 0
 end
 r.state = 'unknown'

@@ -11,12 +11,8 @@
 --- @include "includes/record.lua"
 
 local record = KEYS[1]
-local value = redis.pcall('GET', record)
-if type(value) ~= 'string' then
-  return 0
-end
-local r = decodeRecord(value)
-if r.token ~= ARGV[1] then
+local r = ownedRecord(record, ARGV[1])
+if not r then
   return 0
 end
 redis.call('DEL', record)

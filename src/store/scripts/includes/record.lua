@@ -44,6 +44,20 @@ local function encodeRecord(r)
   return header .. string.sub(r.value, r.tail)
 end
 
+-- The record under `key` when `token` owns it, decoded; nil when it is gone, of another owner,
+-- or not a record of this layout (a write fenced by its token changes nothing then).
+local function ownedRecord(key, token)
+  local value = redis.pcall('GET', key)
+  if type(value) ~= 'string' then
+    return nil
+  end
+  local r = decodeRecord(value)
+  if r.token ~= token then
+    return nil
+  end
+  return r
+end
+
 -- Tells the watches of the record that it settled, if anyone waits on it.
 local function announce(r, channel, what)
   if r.waited then
