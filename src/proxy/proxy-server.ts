@@ -67,8 +67,9 @@ export function createProxyServer(deps: ProxyServerDependencies): ProxyServer {
   // The same handler and limits on both: what differs is the socket under the request, not the request.
   const options: http.ServerOptions = { ...serverOptions(deps.limits), shouldUpgradeCallback: (req) => mayTunnel(deps.resolveRoute, req) };
   const server = deps.tls === undefined ? http.createServer(options, handler) : https.createServer({ ...options, ...deps.tls }, handler);
-  // Node keeps the first 2,000 headers by default and drops the rest without a word: a key header
-  // past them would be ignored. The header block's size limit bounds the count instead.
+  // Node's default cap of 2,000 headers dropped the rest without a word on Node 20 (a key header
+  // past them was ignored) and refuses the request with 431 on Node 24. The header block's size
+  // limit (IDEMPOTENCY_MAX_HEADER_SIZE) bounds the count instead.
   server.maxHeadersCount = 0;
   server.on('clientError', answerClientError(deps.limits));
   // Interim 100 Continue answers must not overtake or split the final answers on a pipelined connection.
