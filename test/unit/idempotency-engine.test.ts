@@ -185,6 +185,41 @@ describe.each(['quorum', 'record'] as const)('IdempotencyEngine, locks: %s', (lo
     expect(upstream.calls).toBe(1);
   });
 
+  test('wait mode: a waiter whose client leaves stops at once, without waiting for the first', async () => {
+    const upstream = new ScriptedUpstream(respondAfter(1_000));
+    const subject = engine(upstream);
+    const first = request('wait');
+    const running = subject.handle(first);
+    await clock.advance(20);
+    const client = new AbortController();
+    const waiting = subject.handle({ ...same(first), clientGone: client.signal });
+    await clock.advance(100);
+    const left = clock.now();
+    client.abort();
+    expect(await run(waiting)).toEqual({ kind: 'abandoned', outcome: 'client_gone' });
+    expect(clock.now()).toBe(left);
+    expect(await run(running)).toMatchObject({ kind: 'executed', stored: true });
+    expect(upstream.calls).toBe(1);
+  });
+
+  test('wait mode: past maxWaiters a duplicate gets 409 without waiting; the bound frees as waiters end', async () => {
+    const upstream = new ScriptedUpstream(respondAfter(1_000));
+    const subject = engine(upstream, { maxWaiters: 1 });
+    const first = request('wait');
+    const running = subject.handle(first);
+    await clock.advance(20);
+    const waiting = subject.handle(same(first));
+    await clock.advance(10);
+    const started = clock.now();
+    expect(await subject.handle(same(first))).toMatchObject({ kind: 'problem', outcome: 'conflict', error: { code: 'request-in-flight', retryAfterSeconds: 1 } });
+    expect(clock.now()).toBe(started);
+    expect(await run(waiting)).toMatchObject({ kind: 'replayed' });
+    await run(running);
+    // The waiter has ended: the next duplicate may wait again (and finds the replay at once).
+    expect(await subject.handle(same(first))).toMatchObject({ kind: 'replayed' });
+    expect(upstream.calls).toBe(1);
+  });
+
   test.each([0, 30])('wait mode: when the first releases the key, the duplicate runs it at once (lock release takes %d ms)', async (releaseMs) => {
     // The record is released (and announced) before the lock is: over Redis the lock's DEL is one
     // more round trip, so a woken duplicate can meet a held lock and no record.
