@@ -68,6 +68,7 @@ function buildRevision(root: string, rev: string, log: (line: string) => void): 
   const archive = spawnSync('sh', ['-c', 'git archive --format=tar "$0" | tar -x -C "$1"', commit, dir], { cwd: root, encoding: 'utf8' });
   if (archive.status !== 0) throw new Error(`--baseline=${rev}: git archive failed: ${archive.stderr.trim()}`);
   fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'), 'dir');
+  const started = new Date();
   const steps: readonly (readonly string[])[] = [
     [require.resolve('typescript/bin/tsc', { paths: [root] }), '-p', 'tsconfig.build.json'],
     [path.join('scripts', 'copy-assets.js')],
@@ -76,6 +77,8 @@ function buildRevision(root: string, rev: string, log: (line: string) => void): 
     const step = spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8' });
     if (step.status !== 0) throw new Error(`--baseline=${rev}: building it failed (${args.join(' ')} in ${dir}):\n${step.stdout}${step.stderr}`);
   }
+  // As scripts/ensure-built.js does, so the report says when the baseline's dist/ was built.
+  fs.writeFileSync(path.join(dir, 'dist', '.build-stamp'), `${started.toISOString()}\n`);
   fs.writeFileSync(path.join(dir, DONE), `${commit}\n`);
   return { dir, label, commit };
 }
