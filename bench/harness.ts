@@ -16,6 +16,7 @@ import path from 'node:path';
 import { Agent, request } from 'undici';
 import { type RedisHandle, startRedis } from '../test/helpers/redis-server';
 import { seededRandom } from '../test/helpers/seeded-random';
+import { type BaselineSource, prepareBaseline } from './baseline';
 import { paymentRequestBody } from './payload';
 import {
   type BenchProcess,
@@ -34,8 +35,21 @@ import { type ProfileSummary, summariseProfile } from './profile';
 import type { KeyMode, LoadJob, LoadResult, WorkerMessage } from './protocol';
 import { type CommandDelta, commandDelta, loadRedlockScriptNames, loadScriptNames, median, RedisProbe, type RedisSnapshot, type TraceResult, traceRoundTrips } from './redis-stats';
 
-export type ScenarioId = 'upstream' | 'http-proxy' | 'undici-proxy' | 'floor' | 'peer' | 'peer-replay' | 'unguarded' | 'first' | 'replay' | 'inflight' | 'redlock';
-type TargetName = 'upstream' | 'httpProxy' | 'undiciProxy' | 'floorProxy' | 'peerProxy' | 'sidecar' | 'redlockSidecar';
+export type ScenarioId =
+  | 'upstream'
+  | 'http-proxy'
+  | 'undici-proxy'
+  | 'floor'
+  | 'peer'
+  | 'peer-replay'
+  | 'unguarded'
+  | 'first'
+  | 'replay'
+  | 'inflight'
+  | 'redlock'
+  | 'first-baseline'
+  | 'replay-baseline';
+type TargetName = 'upstream' | 'httpProxy' | 'undiciProxy' | 'floorProxy' | 'peerProxy' | 'sidecar' | 'redlockSidecar' | 'baselineSidecar';
 type KeyKind = 'none' | 'unique' | 'replay' | 'inflight';
 
 export interface Scenario {
@@ -51,6 +65,8 @@ export interface Scenario {
   readonly expectedStatus: (status: number) => boolean;
   /** The Express peer's scenario doing the same job, for the report's "vs peer" ratio. */
   readonly peer?: ScenarioId;
+  /** A scenario of the baseline sidecar: the scenario of the build under test it is compared with. */
+  readonly baselineOf?: ScenarioId;
 }
 
 const ok = (status: number): boolean => status === 200 || status === 201;
@@ -67,6 +83,20 @@ export const SCENARIOS: readonly Scenario[] = [
   { id: 'inflight', number: '6', label: 'sidecar, in-flight duplicate 409', target: 'sidecar', method: 'POST', path: '/slow/inflight', keys: 'inflight', expectedStatus: (status) => status === 409 },
   { id: 'redlock', number: '7', label: 'sidecar + Redlock quorum of 3, first-time', target: 'redlockSidecar', method: 'POST', path: '/payments/redlock', keys: 'unique', expectedStatus: ok },
 ];
+
+/**
+ * The A/B scenarios (--baseline, --baseline-dist, --sidecar-node-args): 4 and 5 against the
+ * baseline sidecar, another build on the same store Redis and upstream, run only when there is one.
+ */
+export const BASELINE_SCENARIOS: readonly Scenario[] = [
+  { id: 'first-baseline', number: '4 base', label: 'baseline sidecar, guarded first-time', target: 'baselineSidecar', method: 'POST', path: '/payments/first-baseline', keys: 'unique', expectedStatus: ok, baselineOf: 'first' },
+  { id: 'replay-baseline', number: '5 base', label: 'baseline sidecar, replays', target: 'baselineSidecar', method: 'POST', path: '/payments/replay-baseline', keys: 'replay', expectedStatus: ok, baselineOf: 'replay' },
+];
+
+export const ALL_SCENARIOS: readonly Scenario[] = [...SCENARIOS, ...BASELINE_SCENARIOS];
+
+/** The processes under test that are a sidecar (their Redis CPU counts, they are traced). */
+const SIDECAR_TARGETS: ReadonlySet<TargetName> = new Set(['sidecar', 'redlockSidecar', 'baselineSidecar']);
 
 export interface BenchOptions {
   /** Seconds per scenario per round. */
@@ -90,6 +120,10 @@ export interface BenchOptions {
   readonly profile: ScenarioId | false;
   readonly seed: number;
   readonly only?: readonly ScenarioId[];
+  /** The other build of the sidecar the A/B scenarios run against; none: no A/B scenarios. */
+  readonly baseline?: BaselineSource;
+  /** Flags for node when it starts this build's sidecars (never the baseline's), e.g. --max-semi-space-size=16. */
+  readonly sidecarNodeArgs: readonly string[];
   /** Where profiles and logs go (.bench/). */
   readonly outDir: string;
   /** Progress lines (stderr). */
@@ -162,6 +196,8 @@ export interface RawRun {
   readonly sidecarPeakRssBytes: number | null;
   readonly peakResettable: boolean;
   readonly profile: (ProfileSummary & { readonly scenario: ScenarioId }) | null;
+  /** The baseline sidecar of the A/B scenarios, when there was one. */
+  readonly baseline: { readonly label: string; readonly commit: string | null; readonly distBuiltAt: string } | null;
   readonly notes: readonly string[];
 }
 
@@ -183,12 +219,15 @@ export interface FixedRateResult {
  */
 export const FIXED_RATE_SCENARIOS: readonly ScenarioId[] = ['upstream', 'undici-proxy', 'floor', 'first', 'replay'];
 
+type Target = BenchProcess & { readonly url: string };
+
 interface Context {
   readonly options: BenchOptions;
   readonly root: string;
   readonly runId: string;
   readonly upstream: BenchProcess & { readonly url: string };
-  readonly targets: Record<TargetName, BenchProcess & { readonly url: string }>;
+  /** The baseline sidecar only in an A/B run: targetOf() says so when a scenario needs it. */
+  readonly targets: Record<Exclude<TargetName, 'baselineSidecar'>, Target> & { readonly baselineSidecar?: Target };
   readonly store: RedisProbe;
   readonly locks: readonly RedisProbe[];
   readonly worker: LoadWorker;
@@ -255,9 +294,11 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
   const build = path.join(root, '.bench', 'build', 'bench');
   if (!fs.existsSync(path.join(root, 'dist', 'cli.js'))) throw new Error('dist/ is missing: run `node scripts/ensure-built.js` first (npm run bench does)');
   fs.mkdirSync(options.outDir, { recursive: true });
+  const log = options.log;
   const snapshot = snapshotSidecar(root, path.join(options.outDir, `sidecar-${process.pid}`));
   const bin = snapshot.bin;
-  const log = options.log;
+  const baselineBuild = options.baseline ? prepareBaseline(root, options.baseline, log) : undefined;
+  const baselineSnapshot = baselineBuild ? snapshotSidecar(baselineBuild.dir, path.join(options.outDir, `sidecar-baseline-${process.pid}`)) : undefined;
   const notes: string[] = [];
 
   const redis: RedisHandle[] = [];
@@ -288,7 +329,8 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
 
     const sidecarEnv = sidecarSettings(options, storeRedis.url);
     log('starting the sidecars (store Redis alone; Redlock quorum of 3)');
-    const sidecar = await startSidecarProcess({ name: 'sidecar', bin, upstream: upstream.url, port: await freePort(), adminPort: await freePort(), env: sidecarEnv });
+    const nodeArgs = options.sidecarNodeArgs;
+    const sidecar = await startSidecarProcess({ name: 'sidecar', bin, upstream: upstream.url, port: await freePort(), adminPort: await freePort(), env: sidecarEnv, nodeArgs });
     processes.push(sidecar);
     const redlockSidecar = await startSidecarProcess({
       name: 'sidecar (redlock)',
@@ -297,20 +339,32 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       port: await freePort(),
       adminPort: await freePort(),
       env: { ...sidecarEnv, IDEMPOTENCY_REDLOCK_URLS: lockRedis.map((handle) => handle.url).join(',') },
+      nodeArgs,
     });
     processes.push(redlockSidecar);
+    let baselineSidecar: Target | undefined;
+    if (baselineBuild && baselineSnapshot) {
+      log(`starting the baseline sidecar: ${baselineBuild.label}`);
+      baselineSidecar = await startSidecarProcess({ name: 'sidecar (baseline)', bin: baselineSnapshot.bin, upstream: upstream.url, port: await freePort(), adminPort: await freePort(), env: sidecarEnv });
+      processes.push(baselineSidecar);
+    }
 
     const ctx: Context = {
       options,
       root,
       runId: randomBytes(4).toString('hex'),
       upstream,
-      targets: { upstream, httpProxy, undiciProxy, floorProxy, peerProxy, sidecar, redlockSidecar },
+      targets: { upstream, httpProxy, undiciProxy, floorProxy, peerProxy, sidecar, redlockSidecar, ...(baselineSidecar ? { baselineSidecar } : {}) },
       store,
       locks,
       worker: new LoadWorker(workerProcess),
       dispatcher,
-      scriptNames: new Map([...loadScriptNames(path.join(snapshot.dir, 'dist')), ...loadRedlockScriptNames(root)]),
+      // The baseline's scripts may differ from this build's: the trace names both.
+      scriptNames: new Map([
+        ...(baselineSnapshot ? loadScriptNames(path.join(baselineSnapshot.dir, 'dist')) : []),
+        ...loadScriptNames(path.join(snapshot.dir, 'dist')),
+        ...loadRedlockScriptNames(root),
+      ]),
       notes,
       redisPids: { store: await store.pid(), locks: await Promise.all(locks.map((probe) => probe.pid())) },
       allPids: [process.pid, ...processes.map((child) => child.pid), ...(await Promise.all([store, ...locks].map((probe) => probe.pid())))],
@@ -318,7 +372,7 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       sidecarPeak: null,
     };
 
-    const scenarios = SCENARIOS.filter((scenario) => options.only === undefined || options.only.includes(scenario.id));
+    const scenarios = [...SCENARIOS, ...(baselineSidecar ? BASELINE_SCENARIOS : [])].filter((scenario) => options.only === undefined || options.only.includes(scenario.id));
     const cells: CellResult[] = [];
     for (const scenario of scenarios) {
       for (const bodyBytes of options.bodySizes) cells.push({ scenario: scenario.id, bodyBytes, rounds: [], checks: [] });
@@ -333,7 +387,7 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       log(`round-trip trace: ${options.traceRequests} requests one at a time per sidecar scenario, MONITOR on`);
       for (const cell of cells) {
         const scenario = scenarioOf(cell.scenario);
-        if (scenario.target === 'sidecar' || scenario.target === 'redlockSidecar') cell.trace = await traceCell(ctx, cell);
+        if (SIDECAR_TARGETS.has(scenario.target)) cell.trace = await traceCell(ctx, cell);
       }
     }
 
@@ -359,7 +413,7 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
     }
 
     let profile: RawRun['profile'] = null;
-    if (options.profile !== false) profile = await runProfile(ctx, bin, upstream.url, sidecarEnv);
+    if (options.profile !== false) profile = await runProfile(ctx, bin, upstream.url, sidecarEnv, nodeArgs);
 
     const machine = { ...describeMachine(root), distBuiltAt: snapshot.builtAt };
     return {
@@ -374,6 +428,7 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
       sidecarPeakRssBytes: ctx.sidecarPeak,
       peakResettable: ctx.peakResettable,
       profile,
+      baseline: baselineBuild && baselineSnapshot ? { label: baselineBuild.label, commit: baselineBuild.commit, distBuiltAt: baselineSnapshot.builtAt } : null,
       notes,
     };
   } finally {
@@ -383,13 +438,15 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
     await Promise.all(redis.map((handle) => handle.stop().catch(() => undefined)));
     await dispatcher.close().catch(() => undefined);
     fs.rmSync(snapshot.dir, { recursive: true, force: true });
+    if (baselineSnapshot) fs.rmSync(baselineSnapshot.dir, { recursive: true, force: true });
   }
 }
 
 /**
- * A copy of the built sidecar (dist/, bin/, package.json) that every sidecar of the run is started
- * from, so that a rebuild of dist/ during the run (someone working on src/) cannot mix two
- * versions of the code in one report. Packages still resolve from the repository's node_modules.
+ * A copy of a built sidecar (dist/, bin/, package.json of `root`, this checkout or the baseline's)
+ * that every sidecar of that build is started from, so that a rebuild of dist/ during the run
+ * (someone working on src/) cannot mix two versions of the code in one report. The copy lies
+ * under .bench/, so packages still resolve from the repository's node_modules.
  */
 function snapshotSidecar(root: string, dir: string): { readonly dir: string; readonly bin: string; readonly builtAt: string } {
   fs.rmSync(dir, { recursive: true, force: true });
@@ -423,9 +480,15 @@ function sidecarSettings(options: BenchOptions, redisUrl: string): Record<string
 }
 
 function scenarioOf(id: ScenarioId): Scenario {
-  const scenario = SCENARIOS.find((candidate) => candidate.id === id);
+  const scenario = ALL_SCENARIOS.find((candidate) => candidate.id === id);
   if (!scenario) throw new Error(`no scenario ${id}`);
   return scenario;
+}
+
+function targetOf(ctx: Context, scenario: Scenario): Target {
+  const target = ctx.targets[scenario.target];
+  if (!target) throw new Error(`scenario ${scenario.id} needs the baseline sidecar: give --baseline=REV, --baseline-dist=DIR or --sidecar-node-args`);
+  return target;
 }
 
 // ------------------------------------------------------------------------------ one scenario run
@@ -438,8 +501,8 @@ interface Prepared {
 
 async function runCell(ctx: Context, cell: CellResult, durationS: number, measured: { round: number; position: number } | undefined): Promise<void> {
   const scenario = scenarioOf(cell.scenario);
-  const target = ctx.targets[scenario.target];
-  const sidecarTarget = scenario.target === 'sidecar' || scenario.target === 'redlockSidecar';
+  const target = targetOf(ctx, scenario);
+  const sidecarTarget = SIDECAR_TARGETS.has(scenario.target);
   const redisProbes = scenario.target === 'redlockSidecar' ? [ctx.store, ...ctx.locks] : [ctx.store];
   // Every run starts on empty Redis servers, so none pays for the records an earlier one left.
   await Promise.all([ctx.store, ...ctx.locks].map((probe) => probe.flush()));
@@ -478,7 +541,8 @@ async function runCell(ctx: Context, cell: CellResult, durationS: number, measur
     const after = await Promise.all(redisProbes.map((probe) => probe.snapshot()));
     const callsAfter = await upstreamCalls(ctx, scenario.path);
     const memory = memoryOf(target.pid);
-    if (sidecarTarget && memory) ctx.sidecarPeak = Math.max(ctx.sidecarPeak ?? 0, memory.peak);
+    // The peak RSS target is this build's; the baseline's shows in its own rows.
+    if (sidecarTarget && scenario.target !== 'baselineSidecar' && memory) ctx.sidecarPeak = Math.max(ctx.sidecarPeak ?? 0, memory.peak);
     if (measured === undefined) return;
     const redis: Record<string, CommandDelta> = {};
     redisProbes.forEach((probe, i) => {
@@ -513,7 +577,7 @@ async function runCell(ctx: Context, cell: CellResult, durationS: number, measur
 
 /** Sets up the keys of a scenario: completed replay keys, or in-flight keys held upstream. */
 async function prepare(ctx: Context, scenario: Scenario, bodyBytes: number): Promise<Prepared> {
-  const target = ctx.targets[scenario.target];
+  const target = targetOf(ctx, scenario);
   const nothing = async (): Promise<string[]> => [];
   switch (scenario.keys) {
     case 'none':
@@ -600,7 +664,7 @@ async function inBatches<T>(items: readonly T[], size: number, work: (item: T) =
 
 async function traceCell(ctx: Context, cell: CellResult): Promise<TraceResult> {
   const scenario = scenarioOf(cell.scenario);
-  const target = ctx.targets[scenario.target];
+  const target = targetOf(ctx, scenario);
   const probes = scenario.target === 'redlockSidecar' ? [ctx.store, ...ctx.locks] : [ctx.store];
   await Promise.all([ctx.store, ...ctx.locks].map((probe) => probe.flush()));
   const prepared = await prepare(ctx, scenario, cell.bodyBytes);
@@ -643,7 +707,7 @@ async function runFixedRate(ctx: Context, random: () => number): Promise<FixedRa
       const prepared = await prepare(ctx, scenario, bodyBytes);
       try {
         const load = await ctx.worker.run({
-          origin: ctx.targets[scenario.target].url,
+          origin: targetOf(ctx, scenario).url,
           method: scenario.method,
           path: scenario.path,
           bodyBytes,
@@ -707,7 +771,7 @@ async function runFlood(ctx: Context): Promise<FloodResult> {
  * guarded first-time; smallest body) for one run's duration after a warm-up; it exits gracefully
  * so V8 writes the profile, which is summarised over the measured window only.
  */
-async function runProfile(ctx: Context, bin: string, upstreamUrl: string, env: Record<string, string>): Promise<RawRun['profile']> {
+async function runProfile(ctx: Context, bin: string, upstreamUrl: string, env: Record<string, string>, nodeArgs: readonly string[]): Promise<RawRun['profile']> {
   const scenario = scenarioOf(ctx.options.profile === false ? 'first' : ctx.options.profile);
   const dir = path.join(ctx.options.outDir, 'profile');
   fs.mkdirSync(dir, { recursive: true });
@@ -723,7 +787,7 @@ async function runProfile(ctx: Context, bin: string, upstreamUrl: string, env: R
     port: await freePort(),
     adminPort: await freePort(),
     env,
-    nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', name, '--cpu-prof-interval', '250'],
+    nodeArgs: [...nodeArgs, '--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', name, '--cpu-prof-interval', '250'],
   });
   // The scenario's preparation (replay keys, in-flight keys) against the profiled sidecar.
   const profiledCtx: Context = { ...ctx, targets: { ...ctx.targets, sidecar: profiled } };

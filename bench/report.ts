@@ -4,7 +4,7 @@
  * generated block of docs/performance.md). Targets are reported, never asserted.
  */
 import fs from 'node:fs';
-import { type CellResult, mb, median, type RawRun, SCENARIOS, type ScenarioId } from './harness';
+import { ALL_SCENARIOS, type CellResult, mb, median, type RawRun, SCENARIOS, type ScenarioId } from './harness';
 import type { TraceSide } from './redis-stats';
 
 export interface RoundTrips {
@@ -71,12 +71,28 @@ export interface TargetResult {
   readonly pass: boolean | null;
 }
 
+/** One scenario of this build against the same scenario of the baseline sidecar (an A/B run). */
+export interface BaselineComparison {
+  readonly id: ScenarioId;
+  readonly baselineId: ScenarioId;
+  readonly bodyBytes: number;
+  /** This build's median rps over the baseline's. */
+  readonly throughputRatio: number | null;
+  /** The same per round (both ran in each round, in shuffled order): how much the ratio moves. */
+  readonly perRoundRatios: readonly number[];
+  /** CPU time of each sidecar per response, microseconds. */
+  readonly cpuMicrosPerRequest: number | null;
+  readonly baselineCpuMicrosPerRequest: number | null;
+}
+
 export interface Report extends Omit<RawRun, 'cells'> {
   readonly version: 1;
   readonly command: string;
   readonly plainPassThrough: Readonly<Record<string, ScenarioId>>;
   readonly scenarios: readonly ScenarioSummary[];
   readonly targets: readonly TargetResult[];
+  /** Empty unless the run had a baseline sidecar. */
+  readonly baselineComparisons: readonly BaselineComparison[];
 }
 
 export function buildReport(run: RawRun, command: string): Report {
@@ -93,7 +109,7 @@ export function buildReport(run: RawRun, command: string): Report {
     const plainId = plain[String(summary.bodyBytes)];
     const base = plainId ? find(plainId, summary.bodyBytes) : undefined;
     const httpProxy = find('http-proxy', summary.bodyBytes);
-    const peerId = SCENARIOS.find((scenario) => scenario.id === summary.id)?.peer;
+    const peerId = ALL_SCENARIOS.find((scenario) => scenario.id === summary.id)?.peer;
     const peer = peerId ? find(peerId, summary.bodyBytes) : undefined;
     return {
       ...summary,
@@ -104,12 +120,35 @@ export function buildReport(run: RawRun, command: string): Report {
     };
   });
   const { cells: _cells, ...rest } = run;
-  const report: Report = { ...rest, version: 1, command, plainPassThrough: plain, scenarios, targets: [] };
+  const report: Report = { ...rest, version: 1, command, plainPassThrough: plain, scenarios, targets: [], baselineComparisons: compareWithBaseline(scenarios) };
   return { ...report, targets: evaluateTargets(report) };
 }
 
+function compareWithBaseline(scenarios: readonly ScenarioSummary[]): BaselineComparison[] {
+  const out: BaselineComparison[] = [];
+  for (const baseline of scenarios) {
+    const ours = ALL_SCENARIOS.find((scenario) => scenario.id === baseline.id)?.baselineOf;
+    const summary = scenarios.find((s) => s.id === ours && s.bodyBytes === baseline.bodyBytes);
+    if (!ours || !summary) continue;
+    const perRoundRatios = summary.perRound.flatMap((round) => {
+      const other = baseline.perRound.find((candidate) => candidate.round === round.round);
+      return other && other.rps > 0 ? [round.rps / other.rps] : [];
+    });
+    out.push({
+      id: ours,
+      baselineId: baseline.id,
+      bodyBytes: baseline.bodyBytes,
+      throughputRatio: baseline.rps > 0 ? summary.rps / baseline.rps : null,
+      perRoundRatios,
+      cpuMicrosPerRequest: summary.cpuMicrosPerRequest['target'] ?? null,
+      baselineCpuMicrosPerRequest: baseline.cpuMicrosPerRequest['target'] ?? null,
+    });
+  }
+  return out;
+}
+
 function summarise(cell: CellResult): ScenarioSummary {
-  const scenario = SCENARIOS.find((candidate) => candidate.id === cell.scenario);
+  const scenario = ALL_SCENARIOS.find((candidate) => candidate.id === cell.scenario);
   if (!scenario) throw new Error(`no scenario ${cell.scenario}`);
   const rounds = cell.rounds;
   const responses = rounds.reduce((sum, round) => sum + round.load.responses, 0);
@@ -408,13 +447,38 @@ function floorComparison(report: Report): string[] {
 function peerComparison(report: Report): string[] {
   const out: string[] = [];
   for (const summary of report.scenarios) {
-    const peerId = SCENARIOS.find((scenario) => scenario.id === summary.id)?.peer;
+    const peerId = ALL_SCENARIOS.find((scenario) => scenario.id === summary.id)?.peer;
     const peer = report.scenarios.find((s) => s.id === peerId && s.bodyBytes === summary.bodyBytes);
     if (!peer || summary.ratioVsPeer === null) continue;
     const cpu = `; CPU ${fixed(summary.cpuMicrosPerRequest['target'], 0)} vs ${fixed(peer.cpuMicrosPerRequest['target'], 0)} us/req`;
     out.push(`${summary.label.replace('sidecar, ', '')}, ${bodyLabel(summary.bodyBytes)}: ${summary.ratioVsPeer.toFixed(2)}x the peer's throughput (${peer.number})${cpu}`);
   }
   return out;
+}
+
+/**
+ * An A/B run, one line per body size: "this build vs baseline REV: first-time 1.03x throughput,
+ * CPU 180 vs 190 us/req; replays ...".
+ */
+function baselineLines(report: Report): string[] {
+  if (!report.baseline || report.baselineComparisons.length === 0) return [];
+  const what: Partial<Record<ScenarioId, string>> = { first: 'first-time', replay: 'replays' };
+  const out: string[] = [];
+  for (const body of report.options.bodySizes) {
+    const parts = report.baselineComparisons
+      .filter((comparison) => comparison.bodyBytes === body)
+      .map((c) => {
+        const rounds = c.perRoundRatios.length > 1 ? ` (per round ${c.perRoundRatios.map((ratio) => ratio.toFixed(2)).join(', ')})` : '';
+        return `${what[c.id] ?? c.id} ${fixed(c.throughputRatio, 2)}x throughput${rounds}, CPU ${fixed(c.cpuMicrosPerRequest, 0)} vs ${fixed(c.baselineCpuMicrosPerRequest, 0)} us/req`;
+      });
+    if (parts.length > 0) out.push(`${bodyLabel(body)}: this build vs baseline ${report.baseline.label}: ${parts.join('; ')}`);
+  }
+  return out;
+}
+
+function baselineTitle(report: Report): string {
+  const args = report.options.sidecarNodeArgs.length > 0 ? `; this build's sidecars ran with node ${report.options.sidecarNodeArgs.join(' ')}` : '';
+  return `A/B against the baseline sidecar (${report.baseline?.label ?? '-'}, dist/ built ${report.baseline?.distBuiltAt ?? '-'}), same rounds, same store Redis and upstream${args}:`;
 }
 
 /** What the "vs peer" column compares with: one source for the text and the doc. */
@@ -452,6 +516,12 @@ export function renderText(report: Report): string {
     out.push('');
     out.push(`against ${PEER_TITLE}:`);
     for (const peerLine of peerLines) out.push(`  ${peerLine}`);
+  }
+  const abLines = baselineLines(report);
+  if (abLines.length > 0) {
+    out.push('');
+    out.push(baselineTitle(report));
+    for (const abLine of abLines) out.push(`  ${abLine}`);
   }
   const rateRows = fixedRateRows(report);
   if (rateRows.length > 0) {
@@ -542,6 +612,13 @@ export function renderMarkdown(report: Report): string {
     out.push(`The ${fixedRateTitle(report)} (unexpected: responses with another status than the scenario's):`);
     out.push('');
     out.push(markdownTable(FIXED_RATE_COLUMNS, rateRows));
+    out.push('');
+  }
+  const abLines = baselineLines(report);
+  if (abLines.length > 0) {
+    out.push(baselineTitle(report));
+    out.push('');
+    for (const abLine of abLines) out.push(`- ${abLine}`);
     out.push('');
   }
   out.push(`"vs peer": against ${PEER_TITLE}, first-time against 2d, replays against 2e.`);

@@ -5,7 +5,16 @@
  *   npm run bench -- --quick          1 round x 1 s, short warm-up, trace and flood; no doc
  *   npm run bench -- --profile        also profiles scenario 4 with --cpu-prof (BENCH_PROFILE=1);
  *                                     --profile=ID (BENCH_PROFILE=ID): another scenario of the sidecar
+ *   npm run bench -- --baseline=REV   A/B: also runs 4 and 5 (first-baseline, replay-baseline) on a
+ *                                     second sidecar built from git revision REV (extracted and built
+ *                                     once into .bench/baseline-<commit>/), in the same shuffled rounds;
+ *                                     the report compares this build with it per body size
+ *   npm run bench -- --baseline-dist=DIR   the same with a build as it is: a checkout with dist/ built
+ *   npm run bench -- --sidecar-node-args="--max-semi-space-size=16"
+ *                                     node flags for this build's sidecars only (never the baseline's);
+ *                                     without --baseline*, the baseline is this same build without them
  *
+ * Short A/B: npm run bench -- --quick --only=first,first-baseline --baseline=HEAD~1
  * Flags: --duration=S --rounds=N --warmup=S --trace=N --flood-segments=N --flood-seconds=S
  * --bodies=200,16384 --only=first,replay --seed=N --json=PATH --docs / --no-docs
  * --rate=N (the latency phase's requests per second, default 1000; 0 skips it).
@@ -14,7 +23,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { type BenchOptions, FIXED_RATE_SCENARIOS, runBenchmark, SCENARIOS, type ScenarioId } from './harness';
+import { type BaselineSource } from './baseline';
+import { ALL_SCENARIOS, BASELINE_SCENARIOS, type BenchOptions, FIXED_RATE_SCENARIOS, runBenchmark, SCENARIOS, type ScenarioId } from './harness';
 import { findRepoRoot } from './processes';
 import { buildReport, renderText, updateDoc } from './report';
 
@@ -48,7 +58,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, root:
     if (!match?.[1]) fail(`unknown argument ${arg} (see the header of bench/run.ts)`);
     flags.set(match[1], match[2] ?? 'true');
   }
-  const known = new Set(['quick', 'duration', 'rounds', 'warmup', 'trace', 'flood-segments', 'flood-seconds', 'bodies', 'only', 'seed', 'json', 'docs', 'no-docs', 'profile', 'rate']);
+  const known = new Set(['quick', 'duration', 'rounds', 'warmup', 'trace', 'flood-segments', 'flood-seconds', 'bodies', 'only', 'seed', 'json', 'docs', 'no-docs', 'profile', 'rate', 'baseline', 'baseline-dist', 'sidecar-node-args']);
   for (const name of flags.keys()) if (!known.has(name)) fail(`unknown flag --${name}`);
   const quick = flags.has('quick');
   const durationS = positive('--duration', flags.get('duration'), false) ?? positive('BENCH_DURATION', env['BENCH_DURATION'], false) ?? (quick ? 1 : 5);
@@ -59,7 +69,12 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, root:
   const floodSeconds = positive('--flood-seconds', flags.get('flood-seconds'), false) ?? durationS;
   const bodySizes = (flags.get('bodies') ?? '200,16384').split(',').map((size) => positive('--bodies', size, true) ?? fail('--bodies: empty size'));
   const only = flags.get('only')?.split(',') as ScenarioId[] | undefined;
-  for (const id of only ?? []) if (!SCENARIOS.some((scenario) => scenario.id === id)) fail(`--only: no scenario ${id} (${SCENARIOS.map((s) => s.id).join(', ')})`);
+  for (const id of only ?? []) if (!ALL_SCENARIOS.some((scenario) => scenario.id === id)) fail(`--only: no scenario ${id} (${ALL_SCENARIOS.map((s) => s.id).join(', ')})`);
+  const sidecarNodeArgs = (flags.get('sidecar-node-args') ?? '').split(/\s+/).filter((arg) => arg !== '');
+  for (const arg of sidecarNodeArgs) if (!arg.startsWith('-')) fail(`--sidecar-node-args: ${JSON.stringify(arg)} is not a node flag (give them as --sidecar-node-args="--flag=value --other")`);
+  const baseline = baselineOf(flags, sidecarNodeArgs);
+  const needsBaseline = only?.filter((id) => BASELINE_SCENARIOS.some((scenario) => scenario.id === id)) ?? [];
+  if (baseline === undefined && needsBaseline.length > 0) fail(`--only: ${needsBaseline.join(', ')} need a baseline sidecar: give --baseline=REV, --baseline-dist=DIR or --sidecar-node-args`);
   const seed = positive('--seed', flags.get('seed'), true, true) ?? 1;
   // The latency phase's open-loop rate: well below the slowest target's saturation here (the
   // Redlock sidecar is not in it; the sidecar's first-time requests saturate near 4-6k/s).
@@ -75,7 +90,8 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, root:
   if (profile !== false && SCENARIOS.find((scenario) => scenario.id === profile)?.target !== 'sidecar') {
     fail(`--profile / BENCH_PROFILE: ${profileFlag} is not a scenario of the plain sidecar (${SCENARIOS.filter((s) => s.target === 'sidecar').map((s) => s.id).join(', ')})`);
   }
-  const full = durationS >= 5 && rounds >= 3 && only === undefined;
+  // An A/B run measures a change, not the product: it never writes the doc unless told to.
+  const full = durationS >= 5 && rounds >= 3 && only === undefined && baseline === undefined && sidecarNodeArgs.length === 0;
   const docs = flags.has('no-docs') ? false : flags.has('docs') ? true : full;
   const outDir = path.join(root, '.bench');
   return {
@@ -93,12 +109,26 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, root:
       profile,
       seed,
       ...(only ? { only } : {}),
+      ...(baseline ? { baseline } : {}),
+      sidecarNodeArgs,
       outDir,
       log: (line) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`),
     },
     json: path.resolve(flags.get('json') ?? path.join(outDir, 'latest.json')),
     docs,
   };
+}
+
+/** --baseline=REV or --baseline-dist=DIR (not both); only --sidecar-node-args: this build without them. */
+function baselineOf(flags: ReadonlyMap<string, string>, sidecarNodeArgs: readonly string[]): BaselineSource | undefined {
+  const rev = flags.get('baseline');
+  const dir = flags.get('baseline-dist');
+  if (rev !== undefined && dir !== undefined) fail('--baseline and --baseline-dist: give one of them');
+  if (rev === 'true' || rev === '') fail('--baseline: give a git revision, e.g. --baseline=HEAD~1');
+  if (dir === 'true' || dir === '') fail('--baseline-dist: give a directory, e.g. --baseline-dist=../other-checkout');
+  if (rev !== undefined) return { kind: 'rev', rev };
+  if (dir !== undefined) return { kind: 'dist', dir };
+  return sidecarNodeArgs.length > 0 ? { kind: 'same' } : undefined;
 }
 
 function commandLine(argv: readonly string[]): string {
@@ -112,7 +142,7 @@ async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const cli = parseArgs(argv, process.env, root);
   const { options } = cli;
-  const cells = (options.only?.length ?? SCENARIOS.length) * options.bodySizes.length;
+  const cells = (options.only?.length ?? SCENARIOS.length + (options.baseline ? BASELINE_SCENARIOS.length : 0)) * options.bodySizes.length;
   const expectedMs =
     1000 * (cells * (options.rounds * (options.durationS + 0.6) + options.warmupS + 0.6 + options.traceRequests * 0.05) + options.flood.segments * options.flood.segmentS + (options.profile !== false ? options.durationS + 10 : 0) +
       (options.fixedRate > 0 ? FIXED_RATE_SCENARIOS.length * options.rounds * (options.durationS + 1.8) : 0)) +

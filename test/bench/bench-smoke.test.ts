@@ -1,7 +1,8 @@
 /**
  * The short form of `npm run bench` that CI runs so the benchmark never rots: every scenario at
  * both body sizes for one second, one round, with the trace, the flood and the profile, through
- * the same command line. It asserts that every scenario produced throughput, that the report
+ * the same command line, with the A/B scenarios (4 and 5 on a baseline sidecar: this build
+ * without --sidecar-node-args). It asserts that every scenario produced throughput, that the report
  * has every field and that no replay reached the upstream (the Express peer's included); never a
  * threshold (a shared CI machine measures nothing worth comparing).
  */
@@ -9,7 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FIXED_RATE_SCENARIOS, SCENARIOS } from '../../bench/harness';
+import { ALL_SCENARIOS, BASELINE_SCENARIOS, FIXED_RATE_SCENARIOS } from '../../bench/harness';
 import type { Report } from '../../bench/report';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -44,7 +45,9 @@ describe('npm run bench, short form', () => {
 
   it('runs every scenario at both body sizes and reports every field', async () => {
     const json = path.join(dir, 'report.json');
-    const args = ['--duration=1', '--rounds=1', '--warmup=0', '--trace=2', '--flood-segments=2', '--flood-seconds=0.5', '--profile', '--no-docs', `--json=${json}`];
+    // --sidecar-node-args alone: the A/B scenarios against this same build without the flag (no
+    // baseline to extract and compile, so the wiring of the A/B mode costs a few seconds here).
+    const args = ['--duration=1', '--rounds=1', '--warmup=0', '--trace=2', '--flood-segments=2', '--flood-seconds=0.5', '--profile', '--sidecar-node-args=--max-semi-space-size=16', '--no-docs', `--json=${json}`];
     const started = Date.now();
     const result = await runBench(args, 120_000);
     if (result.code !== 0) throw new Error(`bench exited with ${result.code}:\n${result.stderr.slice(-4000)}`);
@@ -56,7 +59,7 @@ describe('npm run bench, short form', () => {
     for (const field of ['cpuModel', 'os', 'node', 'redis', 'autocannon', 'commit'] as const) expect(report.machine[field]).toEqual(expect.any(String));
     expect(Object.keys(report.plainPassThrough).sort()).toEqual(BODIES.map(String).sort());
 
-    for (const scenario of SCENARIOS) {
+    for (const scenario of ALL_SCENARIOS) {
       for (const body of BODIES) {
         const summary = report.scenarios.find((s) => s.id === scenario.id && s.bodyBytes === body);
         const name = `${scenario.id}/${body}`;
@@ -67,7 +70,7 @@ describe('npm run bench, short form', () => {
           expect([name, Number.isFinite(value)]).toEqual([name, true]);
         }
         expect(summary.perRound).toHaveLength(1);
-        const sidecar = scenario.target === 'sidecar' || scenario.target === 'redlockSidecar';
+        const sidecar = scenario.target === 'sidecar' || scenario.target === 'redlockSidecar' || scenario.target === 'baselineSidecar';
         if (sidecar) {
           expect([name, Number.isFinite(summary.redisCommandsPerRequest['store'])]).toEqual([name, true]);
           expect([name, Number.isFinite(summary.roundTrips?.store)]).toEqual([name, true]);
@@ -82,6 +85,15 @@ describe('npm run bench, short form', () => {
         if (scenario.peer !== undefined) expect([name, Number.isFinite(summary.ratioVsPeer)]).toEqual([name, true]);
       }
     }
+
+    expect(report.options.sidecarNodeArgs).toEqual(['--max-semi-space-size=16']);
+    expect(report.baseline?.label).toEqual(expect.any(String));
+    expect(report.baselineComparisons.map((c) => `${c.baselineId}/${c.bodyBytes}`).sort()).toEqual(BASELINE_SCENARIOS.flatMap((s) => BODIES.map((body) => `${s.id}/${body}`)).sort());
+    for (const comparison of report.baselineComparisons) {
+      const name = `${comparison.baselineId}/${comparison.bodyBytes}`;
+      expect([name, Number.isFinite(comparison.throughputRatio), Number.isFinite(comparison.cpuMicrosPerRequest), Number.isFinite(comparison.baselineCpuMicrosPerRequest)]).toEqual([name, true, true, true]);
+    }
+    expect(result.stdout).toContain('this build vs baseline');
 
     expect(report.targets.length).toBeGreaterThanOrEqual(8);
     for (const target of report.targets) expect([target.target, [true, false, null].includes(target.pass)]).toEqual([target.target, true]);
