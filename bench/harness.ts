@@ -9,6 +9,7 @@
  * generator. Only the harness talks to all of them, and it is idle while a scenario runs.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -50,6 +51,20 @@ export type ScenarioId =
   | 'first-baseline'
   | 'replay-baseline';
 type TargetName = 'upstream' | 'httpProxy' | 'undiciProxy' | 'floorProxy' | 'peerProxy' | 'sidecar' | 'redlockSidecar' | 'baselineSidecar';
+
+/** The baselines forked from bench/servers/ (each its own process; port over IPC). */
+const FORKED_BASELINES = {
+  httpProxy: { name: 'http-proxy pass-through', script: 'http-proxy-passthrough.js' },
+  undiciProxy: { name: 'undici pass-through', script: 'undici-passthrough.js' },
+  floorProxy: { name: 'redis floor pass-through', script: 'redis-floor-passthrough.js' },
+  peerProxy: { name: 'Express + @node-idempotency peer', script: 'express-idempotency-peer.js' },
+} as const satisfies Partial<Record<TargetName, { readonly name: string; readonly script: string }>>;
+type ForkedBaseline = keyof typeof FORKED_BASELINES;
+/** Targets --profile accepts besides the plain sidecar: the forked baselines. */
+export const PROFILED_BASELINES: ReadonlySet<TargetName> = new Set(Object.keys(FORKED_BASELINES) as ForkedBaseline[]);
+function isForkedBaseline(target: TargetName): target is ForkedBaseline {
+  return target in FORKED_BASELINES;
+}
 type KeyKind = 'none' | 'unique' | 'replay' | 'inflight';
 
 export interface Scenario {
@@ -195,7 +210,8 @@ export interface RawRun {
   readonly fixedRate: FixedRateResult | null;
   readonly sidecarPeakRssBytes: number | null;
   readonly peakResettable: boolean;
-  readonly profile: (ProfileSummary & { readonly scenario: ScenarioId }) | null;
+  /** `responses`: answered in the profiled window, so self time can be given per request. */
+  readonly profile: (ProfileSummary & { readonly scenario: ScenarioId; readonly responses: number }) | null;
   /** The baseline sidecar of the A/B scenarios, when there was one. */
   readonly baseline: { readonly label: string; readonly commit: string | null; readonly distBuiltAt: string } | null;
   readonly notes: readonly string[];
@@ -316,14 +332,17 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
     log('starting the upstream, the three pass-through proxies, the Express peer and the load generator');
     const upstream = await forkServer('upstream', path.join(build, 'servers', 'upstream.js'));
     processes.push(upstream);
-    const httpProxy = await forkServer('http-proxy pass-through', path.join(build, 'servers', 'http-proxy-passthrough.js'), { BENCH_UPSTREAM: upstream.url });
-    processes.push(httpProxy);
-    const undiciProxy = await forkServer('undici pass-through', path.join(build, 'servers', 'undici-passthrough.js'), { BENCH_UPSTREAM: upstream.url });
-    processes.push(undiciProxy);
-    const floorProxy = await forkServer('redis floor pass-through', path.join(build, 'servers', 'redis-floor-passthrough.js'), { BENCH_UPSTREAM: upstream.url, BENCH_REDIS: storeRedis.url });
-    processes.push(floorProxy);
-    const peerProxy = await forkServer('Express + @node-idempotency peer', path.join(build, 'servers', 'express-idempotency-peer.js'), { BENCH_UPSTREAM: upstream.url, BENCH_REDIS: storeRedis.url });
-    processes.push(peerProxy);
+    const baselineEnv = { BENCH_UPSTREAM: upstream.url, BENCH_REDIS: storeRedis.url };
+    const forkBaseline = async (target: ForkedBaseline): Promise<BenchProcess & { readonly url: string }> => {
+      const { name, script } = FORKED_BASELINES[target];
+      const child = await forkServer(name, path.join(build, 'servers', script), baselineEnv);
+      processes.push(child);
+      return child;
+    };
+    const httpProxy = await forkBaseline('httpProxy');
+    const undiciProxy = await forkBaseline('undiciProxy');
+    const floorProxy = await forkBaseline('floorProxy');
+    const peerProxy = await forkBaseline('peerProxy');
     const workerProcess = await forkWorker('load generator', path.join(build, 'load-worker.js'));
     processes.push(workerProcess);
 
@@ -413,7 +432,19 @@ export async function runBenchmark(options: BenchOptions): Promise<RawRun> {
     }
 
     let profile: RawRun['profile'] = null;
-    if (options.profile !== false) profile = await runProfile(ctx, bin, upstream.url, sidecarEnv, nodeArgs);
+    if (options.profile !== false) {
+      const profiled = scenarioOf(options.profile);
+      const target = profiled.target;
+      if (isForkedBaseline(target)) {
+        const { name, script } = FORKED_BASELINES[target];
+        const start = (): ReturnType<typeof forkServer> => forkServer(`${name} (profiled)`, path.join(build, 'servers', script), baselineEnv, 15_000, cpuProfileArgs(ctx, profiled));
+        profile = await runProfile(ctx, profiled, start, stopForked);
+      } else {
+        const start = async (): Promise<Target> =>
+          startSidecarProcess({ name: 'sidecar (profiled)', bin, upstream: upstream.url, port: await freePort(), adminPort: await freePort(), env: sidecarEnv, nodeArgs: [...nodeArgs, ...cpuProfileArgs(ctx, profiled)] });
+        profile = await runProfile(ctx, profiled, start, (child) => child.stop(15_000));
+      }
+    }
 
     const machine = { ...describeMachine(root), distBuiltAt: snapshot.builtAt };
     return {
@@ -766,32 +797,46 @@ async function runFlood(ctx: Context): Promise<FloodResult> {
   return { bodyBytes, segmentS, rssBeforeBytes: rssBefore, segments: results, growthBytes: growth, bounded };
 }
 
+/** Where a scenario's profile is written, and the node flags that write it (sampling every 250 us). */
+function cpuProfileArgs(ctx: Context, scenario: Scenario): string[] {
+  return ['--cpu-prof', '--cpu-prof-dir', path.join(ctx.options.outDir, 'profile'), '--cpu-prof-name', `${scenario.id}.cpuprofile`, '--cpu-prof-interval', '250'];
+}
+
 /**
- * A third sidecar, started with --cpu-prof, runs one scenario of the plain sidecar (default 4,
- * guarded first-time; smallest body) for one run's duration after a warm-up; it exits gracefully
+ * A forked baseline exits when its IPC channel closes (process.exit, which still writes a
+ * --cpu-prof profile; a SIGTERM would not).
+ */
+async function stopForked(child: BenchProcess): Promise<void> {
+  const exited = child.child.exitCode !== null ? Promise.resolve() : once(child.child, 'exit');
+  child.child.disconnect();
+  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);
+  await child.stop(1_000);
+}
+
+/**
+ * A process of its own started with --cpu-prof (a third sidecar, or a second copy of a forked
+ * baseline such as the floor, so the two profiles can be set side by side per request) runs one
+ * scenario at the smallest body for one run's duration after a warm-up; it then exits gracefully
  * so V8 writes the profile, which is summarised over the measured window only.
  */
-async function runProfile(ctx: Context, bin: string, upstreamUrl: string, env: Record<string, string>, nodeArgs: readonly string[]): Promise<RawRun['profile']> {
-  const scenario = scenarioOf(ctx.options.profile === false ? 'first' : ctx.options.profile);
+async function runProfile<T extends BenchProcess & { readonly url: string }>(
+  ctx: Context,
+  scenario: Scenario,
+  start: () => Promise<T>,
+  stop: (child: T) => Promise<void>,
+): Promise<RawRun['profile']> {
   const dir = path.join(ctx.options.outDir, 'profile');
   fs.mkdirSync(dir, { recursive: true });
-  const name = `sidecar-${scenario.id}.cpuprofile`;
+  const name = `${scenario.id}.cpuprofile`;
   fs.rmSync(path.join(dir, name), { force: true });
   const bodyBytes = Math.min(...ctx.options.bodySizes);
   ctx.options.log(`profile: ${scenario.label}, ${bodyBytes}-byte bodies, ${ctx.options.durationS} s under --cpu-prof`);
   await Promise.all([ctx.store, ...ctx.locks].map((probe) => probe.flush()));
-  const profiled = await startSidecarProcess({
-    name: 'sidecar (profiled)',
-    bin,
-    upstream: upstreamUrl,
-    port: await freePort(),
-    adminPort: await freePort(),
-    env,
-    nodeArgs: [...nodeArgs, '--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', name, '--cpu-prof-interval', '250'],
-  });
-  // The scenario's preparation (replay keys, in-flight keys) against the profiled sidecar.
-  const profiledCtx: Context = { ...ctx, targets: { ...ctx.targets, sidecar: profiled } };
+  const profiled = await start();
+  // The scenario's preparation (replay keys, in-flight keys) against the profiled process.
+  const profiledCtx: Context = { ...ctx, targets: { ...ctx.targets, [scenario.target]: profiled } };
   let window: { startUs: number; endUs: number } | undefined;
+  let responses = 0;
   try {
     const run = async (durationS: number): Promise<LoadResult> => {
       const prepared = await prepare(profiledCtx, scenario, bodyBytes);
@@ -813,16 +858,17 @@ async function runProfile(ctx: Context, bin: string, upstreamUrl: string, env: R
     const startUs = Number(process.hrtime.bigint() / 1000n);
     const load = await run(ctx.options.durationS);
     window = { startUs, endUs: Number(process.hrtime.bigint() / 1000n) };
+    responses = load.responses;
     ctx.options.log(`  profiled run: ${Math.round(load.rps)} req/s (slower than unprofiled: sampling costs)`);
   } finally {
-    await profiled.stop(15_000);
+    await stop(profiled);
   }
   const file = path.join(dir, name);
   if (!fs.existsSync(file)) {
-    ctx.notes.push(`profile: no ${file} was written (the profiled sidecar did not exit cleanly)`);
+    ctx.notes.push(`profile: no ${file} was written (the profiled process did not exit cleanly)`);
     return null;
   }
-  return { ...summariseProfile(file, window), scenario: scenario.id };
+  return { ...summariseProfile(file, window), scenario: scenario.id, responses };
 }
 
 // ------------------------------------------------------------------------------ small helpers

@@ -56,9 +56,16 @@ function track(name: string, child: ChildProcess): BenchProcess {
 }
 
 /** Forks a compiled script that reports `{type: 'ready', port}` over IPC once it listens. */
-export async function forkServer(name: string, script: string, env: Readonly<Record<string, string>> = {}, timeoutMs = 15_000): Promise<BenchProcess & { readonly url: string }> {
+export async function forkServer(
+  name: string,
+  script: string,
+  env: Readonly<Record<string, string>> = {},
+  timeoutMs = 15_000,
+  execArgv: readonly string[] = [],
+): Promise<BenchProcess & { readonly url: string }> {
   const child = fork(script, [], {
     env: { PATH: process.env['PATH'] ?? '', ...env },
+    execArgv: [...execArgv],
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   const handle = track(name, child);

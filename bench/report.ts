@@ -563,14 +563,19 @@ function machineLine(report: Report): string {
 function renderProfileText(report: Report): string[] {
   const profile = report.profile;
   if (!profile) return [];
-  const out = [`profile of the sidecar, scenario ${profile.scenario}: ${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms sampled${profile.windowed ? ' (measured window)' : ' (whole process)'}; ${profile.file}`];
+  const out = [`profile of scenario ${profile.scenario}: ${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms sampled${profile.windowed ? ' (measured window)' : ' (whole process)'}, ${profile.responses} responses (${perRequest(profile, profile.busyMs)} us busy per response); ${profile.file}`];
   out.push('  top self time by function:');
   for (const entry of profile.topFunctions.slice(0, 20)) out.push(`    ${entry.percent.toFixed(1).padStart(5)} %  ${entry.selfMs.toFixed(0).padStart(6)} ms  ${entry.name}  ${entry.where}`);
   out.push('  by place (native functions charged to their JavaScript caller):');
   for (const entry of profile.topPlaces.slice(0, 12)) out.push(`    ${entry.percent.toFixed(1).padStart(5)} %  ${entry.selfMs.toFixed(0).padStart(6)} ms  ${entry.name}`);
   out.push('  by owner (charged to the nearest frame of the sidecar or a package, Node internals included):');
-  for (const entry of profile.topOwners.slice(0, 15)) out.push(`    ${entry.percent.toFixed(1).padStart(5)} %  ${entry.selfMs.toFixed(0).padStart(6)} ms  ${entry.name}`);
+  for (const entry of profile.topOwners.slice(0, 15)) out.push(`    ${entry.percent.toFixed(1).padStart(5)} %  ${perRequest(profile, entry.selfMs).padStart(6)} us/resp  ${entry.name}`);
   return out;
+}
+
+/** Milliseconds of a profile's window as microseconds per response: profiles of two processes compare per request. */
+function perRequest(profile: { readonly responses: number }, ms: number): string {
+  return profile.responses > 0 ? ((1000 * ms) / profile.responses).toFixed(1) : '-';
 }
 
 function markdownTable(header: readonly string[], body: readonly (readonly string[])[]): string {
@@ -662,13 +667,13 @@ export function renderMarkdown(report: Report): string {
   if (report.profile) {
     const profile = report.profile;
     out.push('');
-    out.push(`CPU profile of the sidecar under scenario ${SCENARIOS.find((s) => s.id === profile.scenario)?.number ?? profile.scenario} (${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms sampled), top self time:`);
+    out.push(`CPU profile under scenario ${SCENARIOS.find((s) => s.id === profile.scenario)?.number ?? profile.scenario} (${profile.busyMs.toFixed(0)} ms busy of ${profile.windowMs.toFixed(0)} ms sampled, ${perRequest(profile, profile.busyMs)} us per response), top self time:`);
     out.push('');
     out.push(markdownTable(['self %', 'function', 'where'], profile.topFunctions.slice(0, 15).map((entry) => [entry.percent.toFixed(1), entry.name, entry.where])));
     out.push('');
     out.push('By owner: each sample charged to the nearest frame, itself or a caller, of the sidecar (`dist/`) or a package, so Node internals count for whoever called them:');
     out.push('');
-    out.push(markdownTable(['self %', 'owner'], profile.topOwners.slice(0, 12).map((entry) => [entry.percent.toFixed(1), entry.name])));
+    out.push(markdownTable(['self %', 'us per response', 'owner'], profile.topOwners.slice(0, 12).map((entry) => [entry.percent.toFixed(1), perRequest(profile, entry.selfMs), entry.name])));
   }
   return out.join('\n');
 }

@@ -24,7 +24,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type BaselineSource } from './baseline';
-import { ALL_SCENARIOS, BASELINE_SCENARIOS, type BenchOptions, FIXED_RATE_SCENARIOS, runBenchmark, SCENARIOS, type ScenarioId } from './harness';
+import { ALL_SCENARIOS, BASELINE_SCENARIOS, type BenchOptions, FIXED_RATE_SCENARIOS, PROFILED_BASELINES, runBenchmark, SCENARIOS, type ScenarioId } from './harness';
 import { findRepoRoot } from './processes';
 import { buildReport, renderText, updateDoc } from './report';
 
@@ -87,8 +87,9 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv, root:
       : profileFlag === 'true' || profileFlag === '1'
         ? 'first'
         : (profileFlag as ScenarioId);
-  if (profile !== false && SCENARIOS.find((scenario) => scenario.id === profile)?.target !== 'sidecar') {
-    fail(`--profile / BENCH_PROFILE: ${profileFlag} is not a scenario of the plain sidecar (${SCENARIOS.filter((s) => s.target === 'sidecar').map((s) => s.id).join(', ')})`);
+  const profileable = SCENARIOS.filter((s) => s.target === 'sidecar' || PROFILED_BASELINES.has(s.target));
+  if (profile !== false && !profileable.some((scenario) => scenario.id === profile)) {
+    fail(`--profile / BENCH_PROFILE: ${profileFlag} is not a scenario of the plain sidecar or of a forked baseline (${profileable.map((s) => s.id).join(', ')})`);
   }
   // An A/B run measures a change, not the product: it never writes the doc unless told to.
   const full = durationS >= 5 && rounds >= 3 && only === undefined && baseline === undefined && sidecarNodeArgs.length === 0;

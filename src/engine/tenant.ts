@@ -4,19 +4,19 @@
  * that use the same key never meet, and the raw credential or subject never reaches the store or
  * the logs.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 /** 16 hex characters (64 bits): short enough for logs and the admin API, wide enough not to collide. */
 const TENANT_HEX = 16;
 
 export function tenantId(headerValues: readonly (string | undefined)[]): string {
-  const hash = createHash('sha256');
+  // The same bytes as one Hash update per value, hashed in one call: no Hash object per request.
+  let text = '';
   for (const value of headerValues) {
     // An absent header and an empty one are different clients.
-    hash.update(value === undefined ? '\u0000' : `${value.length}:${value}`);
-    hash.update('\n');
+    text += `${value === undefined ? '\u0000' : `${value.length}:${value}`}\n`;
   }
-  return hash.digest('hex').slice(0, TENANT_HEX);
+  return hash('sha256', text, 'hex').slice(0, TENANT_HEX);
 }
 
 /**

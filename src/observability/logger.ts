@@ -3,7 +3,7 @@
  * subscribes and writes one line per event. Keys are logged hashed and bodies never, so a log
  * line can be shipped anywhere without leaking a customer's data.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import pino, { type Logger } from 'pino';
@@ -36,7 +36,7 @@ export function createLogger(level: LogLevel, destination?: pino.DestinationStre
 
 /** What an operator can search logs by without the log revealing the key itself. */
 export function keyHash(key: string): string {
-  return createHash('sha256').update(key).digest('hex').slice(0, 16);
+  return hash('sha256', key, 'hex').slice(0, 16);
 }
 
 function roundMs(ms: number): number {

@@ -327,11 +327,18 @@ function publishGuarded(phase: 'start' | 'end'): void {
   if (guardedChannel.hasSubscribers) guardedChannel.publish({ phase });
 }
 
+/** `headerName` in lower case. Reads rawHeaders: headersDistinct would build an array for every header of every request. */
 function keyFromHeader(req: http.IncomingMessage, headerName: string): KeyLookup {
-  const values = req.headersDistinct[headerName];
-  if (values === undefined || values.length === 0) return { kind: 'absent' };
-  if (values.length > 1) return { kind: 'invalid', reason: 'the header was given more than once' };
-  const parsed = parseIdempotencyKey(values[0] as string);
+  const raw = req.rawHeaders;
+  let value: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length !== headerName.length || name.toLowerCase() !== headerName) continue;
+    if (value !== undefined) return { kind: 'invalid', reason: 'the header was given more than once' };
+    value = raw[i + 1] as string;
+  }
+  if (value === undefined) return { kind: 'absent' };
+  const parsed = parseIdempotencyKey(value);
   return parsed.ok ? { kind: 'present', key: parsed.key } : { kind: 'invalid', reason: parsed.reason };
 }
 

@@ -46,9 +46,10 @@ export class UpstreamClient implements Upstream {
   }
 
   async send(request: UpstreamRequest, signal: AbortSignal): Promise<UpstreamResult> {
-    const headers: [string, string][] = [];
+    // undici takes a flat [name, value, name, value, ...] list: built directly, no pairs to flatten.
+    const headers: string[] = [];
     for (const [name, value] of request.headers) {
-      if (!FRAMING_HEADERS.has(name)) headers.push([name, value]);
+      if (!FRAMING_HEADERS.has(name)) headers.push(name, value);
     }
     const started = performance.now();
     const bound = callSignal(signal, this.options.timeoutMs);
@@ -56,7 +57,7 @@ export class UpstreamClient implements Upstream {
       const response = await this.pool.request({
         method: request.method,
         path: request.path,
-        headers: headers.flat(),
+        headers,
         body: request.body.length > 0 ? request.body : null,
         // The overall bound, and the engine's abort at the end of a shutdown's grace period. It
         // is NOT tied to the client's connection, so a client that goes away does not abort a
