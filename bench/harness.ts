@@ -836,7 +836,7 @@ async function runProfile<T extends BenchProcess & { readonly url: string }>(
   // The scenario's preparation (replay keys, in-flight keys) against the profiled process.
   const profiledCtx: Context = { ...ctx, targets: { ...ctx.targets, [scenario.target]: profiled } };
   let window: { startUs: number; endUs: number } | undefined;
-  let responses = 0;
+  let responses: number | undefined;
   try {
     const run = async (durationS: number): Promise<LoadResult> => {
       const prepared = await prepare(profiledCtx, scenario, bodyBytes);
@@ -868,7 +868,7 @@ async function runProfile<T extends BenchProcess & { readonly url: string }>(
     ctx.notes.push(`profile: no ${file} was written (the profiled process did not exit cleanly)`);
     return null;
   }
-  return { ...summariseProfile(file, window), scenario: scenario.id, responses };
+  return { ...summariseProfile(file, window), scenario: scenario.id, responses: responses ?? 0 };
 }
 
 // ------------------------------------------------------------------------------ small helpers

@@ -335,7 +335,7 @@ function keyFromHeader(req: http.IncomingMessage, headerName: string): KeyLookup
     const name = raw[i] as string;
     if (name.length !== headerName.length || name.toLowerCase() !== headerName) continue;
     if (value !== undefined) return { kind: 'invalid', reason: 'the header was given more than once' };
-    value = raw[i + 1] as string;
+    value = raw[i + 1];
   }
   if (value === undefined) return { kind: 'absent' };
   const parsed = parseIdempotencyKey(value);
