@@ -307,6 +307,29 @@ function evaluateTargets(report: Report): TargetResult[] {
       limit: '<= 1',
       pass: replayTrips === undefined || Number.isNaN(replayTrips) ? null : replayTrips <= 1,
     });
+    const commands = (summary: ScenarioSummary | undefined): number | undefined => summary?.redisCommandsPerRequest['store'];
+    for (const [summary, limit, what] of [
+      [first, 6, 'first-time'],
+      [replay, 2, 'replay'],
+    ] as const) {
+      const measured = commands(summary);
+      targets.push({
+        target: `Redis commands per ${what} request, script-internal included (${size})`,
+        measured: measured === undefined ? '-' : measured.toFixed(1),
+        limit: `<= ${limit}`,
+        // Under load a few commands of other requests' retries could land in the window: half a command of slack.
+        pass: measured === undefined ? null : measured <= limit + 0.5,
+      });
+    }
+    const firstRedisCpu = first?.cpuMicrosPerRequest['redis'];
+    const floorRedisCpu = floor?.cpuMicrosPerRequest['redis'];
+    const redisCpuRatio = firstRedisCpu !== undefined && floorRedisCpu !== undefined && floorRedisCpu > 0 ? firstRedisCpu / floorRedisCpu : null;
+    targets.push({
+      target: `Redis CPU per first-time request vs the floor's (${size})`,
+      measured: redisCpuRatio === null ? '-' : `${ratio(redisCpuRatio)} (${fixed(firstRedisCpu ?? null, 0)} vs ${fixed(floorRedisCpu ?? null, 0)} us)`,
+      limit: '<= 2x',
+      pass: redisCpuRatio === null ? null : redisCpuRatio <= 2,
+    });
     for (const summary of [unguarded, first, replay]) {
       if (!summary) continue;
       targets.push({
@@ -317,11 +340,27 @@ function evaluateTargets(report: Report): TargetResult[] {
       });
     }
   }
+  const rate = report.fixedRate;
+  if (rate) {
+    const p99Of = (id: ScenarioId): number | null => {
+      const row = rate.rows.find((candidate) => candidate.scenario === id);
+      return row ? median(row.rounds.map((round) => round.p99Ms)) : null;
+    };
+    const floorP99 = p99Of('floor');
+    const firstP99 = p99Of('first');
+    const added = floorP99 === null || firstP99 === null ? null : firstP99 - floorP99;
+    targets.push({
+      target: `p99 of guarded first-time requests over the floor's, at a fixed ${rate.rate} req/s (${bodyLabel(rate.bodyBytes)})`,
+      measured: added === null ? '-' : `${signed(added)} ms (${fixed(firstP99, 2)} vs ${fixed(floorP99, 2)} ms)`,
+      limit: '<= 1 ms',
+      pass: added === null ? null : added <= 1,
+    });
+  }
   targets.push({
     target: 'sidecar peak RSS during the benchmark',
     measured: report.sidecarPeakRssBytes === null ? '-' : `${mb(report.sidecarPeakRssBytes)} MB`,
-    limit: '< 200 MB',
-    pass: report.sidecarPeakRssBytes === null ? null : report.sidecarPeakRssBytes < 200 * MB,
+    limit: '<= 150 MB',
+    pass: report.sidecarPeakRssBytes === null ? null : report.sidecarPeakRssBytes <= 150 * MB,
   });
   const flood = report.flood;
   targets.push({

@@ -164,6 +164,11 @@ describe('the Dockerfile', () => {
     expect(finalOf('CMD')).toEqual([]);
   });
 
+  test("the final stage bounds V8's young generation with NODE_OPTIONS, which an operator can override", () => {
+    const env = finalOf('ENV').map((i) => i.args);
+    expect(env).toContain('NODE_OPTIONS="--max-semi-space-size=16"');
+  });
+
   test('HEALTHCHECK runs the healthcheck subcommand with node, in exec form, within its timeout', () => {
     const checks = finalOf('HEALTHCHECK');
     expect(checks).toHaveLength(1);
