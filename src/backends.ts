@@ -4,8 +4,8 @@
  * replicas and an error log that names the setting to fix; and a Redlock quorum when its masters
  * are given. Part of the composition root (main.ts).
  */
-import type { Config } from './config/settings';
-import { envName } from './config/schema';
+import type { Config, RedisStoreConfig } from './config/settings';
+import { envName } from './config/table';
 import type { LockProvider, RecordStore } from './engine/ports';
 import type { Logger } from './observability/logger';
 import { MemoryRecordStore } from './store/memory-store';
@@ -19,7 +19,6 @@ import {
   type RedisConnectionOptions,
 } from './store/redis-connection';
 import { type ConnectionSettings, RedisErrorLog } from './store/redis-diagnosis';
-import { hasRedisTlsFiles, loadRedisTls } from './store/redis-tls';
 import { RedisRecordStore } from './store/redis-store';
 import { RedlockLockProvider } from './store/redlock-provider';
 
@@ -31,86 +30,85 @@ export interface Backends {
 }
 
 /**
- * The record store's client: a Cluster, a Sentinel-managed master or one Redis by URL. `tls` (the
- * CA and client certificate files) applies to Cluster and Sentinel nodes when redisTls is set, and
- * to a URL when it says rediss://.
+ * The record store's client: a Cluster, a Sentinel-managed master or one Redis by URL. The TLS
+ * files' options apply to Cluster and Sentinel nodes when their TLS is on, and to a URL when it
+ * says rediss://.
  */
-function createStoreClient(config: Config, options: RedisConnectionOptions, tls: RedisConnectionOptions['tls']): RedisClient {
-  const nodeCredentials = credentials({ username: config.redisUsername, password: config.redisPassword });
-  if (config.redisClusterNodes !== undefined) {
-    return createRedisCluster(config.redisClusterNodes, { ...options, ...(config.redisTls ? { tls } : {}), ...nodeCredentials });
+function createStoreClient(store: RedisStoreConfig, options: RedisConnectionOptions): RedisClient {
+  switch (store.kind) {
+    case 'cluster':
+      return createRedisCluster(store.nodes, { ...options, ...(store.nodeTls ? { tls: store.tls } : {}), ...credentials(store.auth) });
+    case 'sentinel':
+      return createRedisSentinel(
+        {
+          sentinels: store.sentinels,
+          masterName: store.masterName,
+          ...credentials(store.auth),
+          ...(store.nodeTls ? { tls: { ...store.tls } } : {}),
+        },
+        options,
+      );
+    case 'redis':
+      return createRedisClient(store.url, { ...options, tls: store.tls });
   }
-  if (config.redisSentinels !== undefined && config.redisSentinelMaster !== undefined) {
-    return createRedisSentinel(
-      {
-        sentinels: config.redisSentinels,
-        masterName: config.redisSentinelMaster,
-        ...nodeCredentials,
-        ...(config.redisTls ? { tls: { ...(tls ?? {}) } } : {}),
-      },
-      options,
-    );
-  }
-  return createRedisClient(config.redisUrl as string, { ...options, tls });
 }
 
 /** Which setting names a store connection's address, and whether it takes the node credentials. */
-function storeAddressSetting(config: Config): { readonly address: string; readonly nodes: boolean } {
-  if (config.redisClusterNodes !== undefined) return { address: 'redisClusterNodes', nodes: true };
-  if (config.redisSentinels !== undefined) return { address: 'redisSentinels', nodes: true };
-  return { address: 'redisUrl', nodes: false };
-}
+const STORE_ADDRESS = {
+  cluster: { address: 'redisClusterNodes', nodes: true },
+  sentinel: { address: 'redisSentinels', nodes: true },
+  redis: { address: 'redisUrl', nodes: false },
+} as const satisfies Record<RedisStoreConfig['kind'], { readonly address: string; readonly nodes: boolean }>;
 
 export function createBackends(config: Config, logger: Logger): Backends {
   const connectionOptions = { storeTimeoutMs: config.storeTimeoutMs };
-  if (config.redisUrl === undefined && config.redisClusterNodes === undefined && config.redisSentinels === undefined) {
+  const store = config.store;
+  if (store.kind === 'memory') {
     logger.warn(
-      { setting: 'IDEMPOTENCY_REDIS_URL' },
-      'no Redis configured: records are kept in this process only; run ONE replica, or set IDEMPOTENCY_REDIS_URL so replicas share records',
+      { setting: envName('redisUrl') },
+      `no Redis configured: records are kept in this process only; run ONE replica, or set ${envName('redisUrl')} so replicas share records`,
     );
-    // The schema refuses IDEMPOTENCY_REDLOCK_URLS without a Redis store: the claim is the lock.
-    const store = new MemoryRecordStore({
-      maxRecords: config.memoryStoreMaxRecords,
+    // The configuration refuses IDEMPOTENCY_REDLOCK_URLS without a Redis store: the claim is the lock.
+    const memory = new MemoryRecordStore({
+      maxRecords: store.maxRecords,
       onFull: (maxRecords) =>
         logger.error(
-          { setting: 'IDEMPOTENCY_MEMORY_STORE_MAX_RECORDS', maxRecords },
-          'in-process record store full: new keys get 503 until records expire; raise IDEMPOTENCY_MEMORY_STORE_MAX_RECORDS, shorten IDEMPOTENCY_TTL, or set IDEMPOTENCY_REDIS_URL',
+          { setting: envName('memoryStoreMaxRecords'), maxRecords },
+          `in-process record store full: new keys get 503 until records expire; raise ${envName('memoryStoreMaxRecords')}, shorten ${envName('ttl')}, or set ${envName('redisUrl')}`,
         ),
     });
-    return { store, close: () => store.close() };
+    return { store: memory, close: () => memory.close() };
   }
-  // Read once, now: a file that is not PEM stops the start with exit 2 (ConfigError).
-  const tls = loadRedisTls(config);
-  warnUnusedTlsFiles(config, logger);
-  const { address, nodes } = storeAddressSetting(config);
+  warnUnusedTlsFiles(store, logger);
+  const { address, nodes } = STORE_ADDRESS[store.kind];
   const storeLog = new RedisErrorLog(logger, connectionSettings('record store', address, nodes));
-  const client = createStoreClient(config, { ...connectionOptions, name: 'store', onError: storeLog.error }, tls);
+  const client = createStoreClient(store, { ...connectionOptions, name: 'store', onError: storeLog.error });
   storeLog.attach(client);
-  const store = new RedisRecordStore(client, {
+  const records = new RedisRecordStore(client, {
     ...connectionOptions,
-    waitReplicas: config.redisWaitReplicas,
-    waitTimeoutMs: config.redisWaitTimeoutMs,
+    waitReplicas: store.waitReplicas,
+    waitTimeoutMs: store.waitTimeoutMs,
   });
-  if (config.redlockUrls === undefined) {
+  if (store.redlockUrls === undefined) {
     // One store: its atomic claim takes the key with a token and a lease, which is what a
     // one-instance Redlock would do with SET NX, so a separate lock would only cost round trips.
-    return { store, close: () => store.close() };
+    return { store: records, close: () => records.close() };
   }
   const locks = new RedlockLockProvider(
-    config.redlockUrls.map((url, i) => {
+    store.redlockUrls.map((url, i) => {
       const log = new RedisErrorLog(logger, connectionSettings(`lock server ${i + 1}`, 'redlockUrls', false));
-      const lockClient = createRedisClient(url, { ...connectionOptions, name: `lock-${i}`, onError: log.error, tls });
+      const lockClient = createRedisClient(url, { ...connectionOptions, name: `lock-${i}`, onError: log.error, tls: store.tls });
       log.attach(lockClient);
       return lockClient;
     }),
     connectionOptions,
   );
   return {
-    store,
+    store: records,
     locks,
     close: async () => {
       await locks.close();
-      await store.close();
+      await records.close();
     },
   };
 }
@@ -129,10 +127,10 @@ function connectionSettings(role: string, address: string, nodes: boolean): Conn
 }
 
 /** TLS files that no connection uses are a mistake worth a line: a redis:// URL meant rediss://. */
-function warnUnusedTlsFiles(config: Config, logger: Logger): void {
-  if (!hasRedisTlsFiles(config)) return;
-  const urls = [...(config.redisUrl === undefined ? [] : [config.redisUrl]), ...(config.redlockUrls ?? [])];
-  const anyTls = urls.some(isTlsUrl) || ((config.redisClusterNodes !== undefined || config.redisSentinels !== undefined) && config.redisTls);
+function warnUnusedTlsFiles(store: RedisStoreConfig, logger: Logger): void {
+  if (!store.tlsFilesGiven) return;
+  const urls = [...(store.kind === 'redis' ? [store.url] : []), ...(store.redlockUrls ?? [])];
+  const anyTls = urls.some(isTlsUrl) || (store.kind !== 'redis' && store.nodeTls);
   if (anyTls) return;
   logger.warn(
     { settings: [envName('redisTlsCaFile'), envName('redisTlsCertFile'), envName('redisTlsKeyFile')] },

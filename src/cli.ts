@@ -5,9 +5,8 @@
  */
 import { exitWithConfigProblems, runUntilSignal } from './process-lifecycle';
 import { ConfigError } from './errors';
-import { formatHelp, loadConfig, parseCommandLine, redactConfig, unknownEnvironmentVariables } from './config/load';
-import { suggest } from './config/schema';
-import type { Config } from './config/settings';
+import { formatHelp, loadSettings, parseCommandLine, redactSettings, type LoadedSettings, unknownEnvironmentVariables } from './config/load';
+import { suggest } from './config/checks';
 import { runHealthcheck } from './healthcheck';
 import { createLogger } from './observability/logger';
 import { runWebhook } from './webhook/command';
@@ -56,17 +55,18 @@ export function main(argv: readonly string[] = process.argv.slice(2), env: NodeJ
     return;
   }
 
-  let config: Config;
+  let loaded: LoadedSettings;
   try {
-    config = loadConfig({ argv, env });
+    loaded = loadSettings({ argv, env });
   } catch (error) {
     if (error instanceof ConfigError) fail(error.problems);
     throw error;
   }
   if (commandLine.action === 'config-test') {
-    process.stdout.write(`${JSON.stringify(redactConfig(config), null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(redactSettings(loaded), null, 2)}\n`);
     return;
   }
+  const { config } = loaded;
 
   const logger = createLogger(config.logLevel);
   const unknown = unknownEnvironmentVariables(env);

@@ -1,6 +1,7 @@
 /**
- * The composition root: config -> stores and locks (backends.ts) -> engine -> listeners (their TLS:
- * listener-tls.ts), and the graceful stop.
+ * The composition root: config -> stores and locks (backends.ts) -> engine -> listeners, and the
+ * graceful stop. The config arrives with its files read and checked (the listener's key pair, the
+ * encryption keys, the Redis TLS files).
  * Nothing below this file reads the environment or picks an implementation.
  */
 import https from 'node:https';
@@ -8,8 +9,6 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createAdminServer } from './admin/admin-server';
 import { createBackends } from './backends';
 import { listen, logListening, urlOf } from './listen';
-import { readListenerTls } from './listener-tls';
-import { loadEncryptionKeys } from './config/encryption-keys';
 import { createRouteResolver } from './config/routes';
 import type { Config } from './config/settings';
 import { IdempotencyEngine } from './engine/idempotency-engine';
@@ -46,10 +45,7 @@ export interface RunningSidecar {
 }
 
 export async function startSidecar(config: Config, logger: Logger): Promise<RunningSidecar> {
-  // First: a bad TLS file or key file is a configuration error (exit 2), found before anything
-  // connects to Redis.
-  const listenerTls = readListenerTls(config);
-  const encryption = loadEncryptionKeys(config);
+  const { listenerTls, encryption } = config;
   const metrics = new SidecarMetrics();
   const unsubscribe = [logEvents(logger), metrics.listen()];
   const backends = createBackends(config, logger);

@@ -4,8 +4,6 @@
  * and keep the old one until the records it wrote have expired). Parsed in one place for the
  * environment variable and the key file, with messages that never echo a key.
  */
-import { readFileSync } from 'node:fs';
-import { ConfigError } from '../errors';
 
 export interface EncryptionKey {
   /** Stored with every record it encrypts: how a reader finds the key again after a rotation. */
@@ -55,31 +53,4 @@ export interface ConfiguredKeys {
   readonly keys: readonly EncryptionKey[];
   /** Where the keys came from: the setting an operator must fix when a record names a missing key. */
   readonly setting: KeySetting;
-}
-
-/**
- * The configured keys, read at start-up (the file's content is also checked by validation, but it
- * is read again here, once, and may have changed in between). A problem is thrown as a
- * ConfigError with one line naming the setting, which the process turns into exit 2.
- */
-export function loadEncryptionKeys(settings: { readonly encryptionKeys?: string; readonly encryptionKeysFile?: string }): ConfiguredKeys {
-  if (settings.encryptionKeysFile !== undefined) {
-    const setting = 'IDEMPOTENCY_ENCRYPTION_KEYS_FILE';
-    const file = settings.encryptionKeysFile;
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
-      throw new ConfigError([`${setting}: ${JSON.stringify(file)} cannot be read (${code}); mount the file there, or fix the path`]);
-    }
-    const parsed = parseEncryptionKeys(text, '\n');
-    if (!parsed.ok) throw new ConfigError([`${setting}: ${JSON.stringify(file)} ${parsed.problem}`]);
-    return { keys: parsed.keys, setting };
-  }
-  const setting = 'IDEMPOTENCY_ENCRYPTION_KEYS';
-  if (settings.encryptionKeys === undefined) return { keys: [], setting };
-  const parsed = parseEncryptionKeys(settings.encryptionKeys, ',');
-  if (!parsed.ok) throw new ConfigError([`${setting}: ${parsed.problem}`]);
-  return { keys: parsed.keys, setting };
 }

@@ -1,8 +1,14 @@
 /**
- * The validated, frozen configuration. `load.ts` builds it from flags, environment and a YAML
- * file (highest first) and `schema.ts` validates it; nothing else reads process.env or argv.
- * Durations are milliseconds; header names are lower case.
+ * The validated, frozen configuration. `reader.ts` reads the settings the table (`table.ts`) has
+ * rows for, from flags, environment and a YAML file (highest first); `schema.ts` checks them
+ * against each other and assembles this Config, with what the files they name hold already read
+ * and parsed. Nothing else reads process.env or argv. Durations are milliseconds; header names
+ * are lower case.
  */
+import type { ConfiguredKeys } from './encryption-keys';
+import type { KeyPair, KeyPairPaths } from '../tls/key-pair';
+import type { RedisTlsOptions } from '../tls/redis-tls-files';
+import type { SettingValues, SIDECAR_SETTINGS } from './table';
 
 export type ConcurrentMode = 'reject' | 'wait';
 export type StoreUnavailableMode = 'reject' | 'passthrough';
@@ -34,74 +40,81 @@ export interface RouteRule {
   readonly trailingSlash?: boolean;
 }
 
-export interface Config {
-  /** Origin of the protected API, `http://host:port` (no path). */
-  readonly upstream: URL;
-  readonly port: number;
-  readonly host: string;
-  readonly adminPort: number;
-  readonly redisUrl?: string;
-  /** `host:port` seeds. */
-  readonly redisClusterNodes?: readonly string[];
-  /** `host:port` of the Sentinels; with redisSentinelMaster, the record store is that master. */
-  readonly redisSentinels?: readonly string[];
-  readonly redisSentinelMaster?: string;
-  /** ACL user and password of Cluster and Sentinel-managed nodes (URLs carry their own). */
-  readonly redisUsername?: string;
-  readonly redisPassword?: string;
-  /** TLS to Cluster and Sentinel-managed nodes (URLs say it with rediss://). */
-  readonly redisTls: boolean;
-  /** PEM files for every TLS connection to Redis, the store's and the locks'. */
-  readonly redisTlsCaFile?: string;
-  readonly redisTlsCertFile?: string;
-  readonly redisTlsKeyFile?: string;
-  /** Replicas that must acknowledge a claim and a completion (WAIT) before the sidecar acts on it; 0: none. */
-  readonly redisWaitReplicas: number;
-  readonly redisWaitTimeoutMs: number;
-  readonly redlockUrls?: readonly string[];
-  /** Upper case. */
-  readonly methods: readonly string[];
-  /** Lower case. */
-  readonly keyHeader: string;
-  readonly requireKey: boolean;
-  readonly ttlMs: number;
-  readonly lockTtlMs: number;
-  readonly concurrent: ConcurrentMode;
-  readonly waitTimeoutMs: number;
-  /** Most duplicates one process keeps waiting at once in `wait` mode; the next gets 409 at once. */
-  readonly maxWaiters: number;
-  readonly upstreamTimeoutMs: number;
-  readonly maxBody: number;
-  /** Most bytes of guarded request bodies held in memory at once; a request past it gets 503. */
-  readonly maxBodyMemory: number;
-  /** Lower case; may be empty (no tenant scoping). */
-  readonly tenantHeaders: readonly string[];
-  readonly tenantFrom: TenantSource;
-  readonly tenantMissing: TenantMissingMode;
-  /** PEM files of the proxy listener: set both and it speaks HTTPS. */
-  readonly tlsCertFile?: string;
-  readonly tlsKeyFile?: string;
-  /** CA bundle that client certificates are verified against; set: clients must present one. */
-  readonly tlsClientCaFile?: string;
-  /**
-   * Keys for encrypting stored responses (AES-256-GCM), `id:base64key` separated by commas, the
-   * first one encrypting; or the same one per line in a file. Unset: stored in the clear.
-   */
-  readonly encryptionKeys?: string;
-  readonly encryptionKeysFile?: string;
-  /** Longest a client may take to send its request headers, and the whole request. */
-  readonly clientHeaderTimeoutMs: number;
-  readonly clientRequestTimeoutMs: number;
-  /** Largest request header block, in bytes; larger gets 431. */
-  readonly maxHeaderSize: number;
-  /** Most records the in-process store keeps; a new key beyond it gets 503. */
-  readonly memoryStoreMaxRecords: number;
-  readonly storeUnavailable: StoreUnavailableMode;
-  readonly releaseStatuses: readonly number[];
-  readonly onUnknown: OnUnknownMode;
-  readonly adminToken?: string;
-  readonly storeTimeoutMs: number;
-  readonly shutdownGraceMs: number;
-  readonly logLevel: LogLevel;
-  readonly routes: readonly RouteRule[];
+/** The rows that describe the record store: assembled into `Config.store`, not fields of their own. */
+type StoreRows =
+  | 'redisUrl'
+  | 'redisClusterNodes'
+  | 'redisSentinels'
+  | 'redisSentinelMaster'
+  | 'redisUsername'
+  | 'redisPassword'
+  | 'redisTls'
+  | 'redisTlsCaFile'
+  | 'redisTlsCertFile'
+  | 'redisTlsKeyFile'
+  | 'redisWaitReplicas'
+  | 'redisWaitTimeout'
+  | 'redlockUrls'
+  | 'memoryStoreMaxRecords';
+
+/** Rows whose files are read into `listenerTls` and `encryption`. */
+type MaterialRows = 'tlsCertFile' | 'tlsKeyFile' | 'tlsClientCaFile' | 'encryptionKeys' | 'encryptionKeysFile';
+
+/** Every sidecar setting as its row parsed it, by Config name (what --config-test prints). */
+export type SidecarValues = SettingValues<typeof SIDECAR_SETTINGS>;
+
+/** The ACL user and password of Cluster and Sentinel-managed nodes (a URL carries its own). */
+export interface NodeAuth {
+  readonly username?: string;
+  readonly password?: string;
 }
+
+interface RedisStoreCommon {
+  /** Replicas that must acknowledge a claim and a completion (WAIT) before the sidecar acts on it; 0: none. */
+  readonly waitReplicas: number;
+  readonly waitTimeoutMs: number;
+  /** Independent masters holding the per-key locks (Redlock); absent: the store's claim is the lock. */
+  readonly redlockUrls?: readonly string[];
+  /** The CA and client certificate of every TLS connection to Redis, the store's and the locks', read and checked. */
+  readonly tls: RedisTlsOptions;
+  /** True when TLS files were given: a warning when no connection uses TLS. */
+  readonly tlsFilesGiven: boolean;
+}
+
+/** The record store: exactly one kind, with what that kind needs and nothing else. */
+export type StoreConfig =
+  | { readonly kind: 'memory'; readonly maxRecords: number }
+  | (RedisStoreCommon & { readonly kind: 'redis'; readonly url: string })
+  | (RedisStoreCommon & {
+      readonly kind: 'cluster';
+      /** `host:port` seeds. */
+      readonly nodes: readonly string[];
+      readonly auth: NodeAuth;
+      /** TLS to the nodes (a URL says it with rediss://). */
+      readonly nodeTls: boolean;
+    })
+  | (RedisStoreCommon & {
+      readonly kind: 'sentinel';
+      /** `host:port` of the Sentinels; the store is the master they name. */
+      readonly sentinels: readonly string[];
+      readonly masterName: string;
+      readonly auth: NodeAuth;
+      readonly nodeTls: boolean;
+    });
+
+export type RedisStoreConfig = Exclude<StoreConfig, { readonly kind: 'memory' }>;
+
+/** The proxy listener's certificate and key (and client CA), with the paths they are re-read from. */
+export interface ListenerTls {
+  readonly paths: KeyPairPaths;
+  readonly pair: KeyPair;
+}
+
+/** The rows' values but the ones assembled below, then the assembled parts. */
+export type Config = SettingValues<Omit<typeof SIDECAR_SETTINGS, StoreRows | MaterialRows>> & {
+  readonly store: StoreConfig;
+  /** Set: the proxy listener speaks HTTPS. */
+  readonly listenerTls?: ListenerTls;
+  /** The keys that encrypt stored responses; none: stored in the clear. */
+  readonly encryption: ConfiguredKeys;
+};

@@ -10,7 +10,7 @@ import { Cluster, Redis } from 'ioredis';
 import type { ClusterNode, ClusterOptions, RedisOptions } from 'ioredis';
 import type { ConnectionOptions } from 'node:tls';
 import { StoreUnavailableError } from '../errors';
-import type { RedisTlsOptions } from './redis-tls';
+import type { RedisTlsOptions } from '../tls/redis-tls-files';
 
 export type RedisClient = Redis | Cluster;
 
@@ -26,7 +26,7 @@ export interface RedisConnectionOptions {
    */
   readonly onError?: (error: Error) => void;
   /**
-   * CA, client certificate and key (redis-tls.ts) for a connection that uses TLS. Whether one
+   * CA, client certificate and key (tls/redis-tls-files.ts) for a connection that uses TLS. Whether one
    * does is not decided here: createRedisClient uses TLS for a `rediss:` URL only, and
    * createRedisCluster for every node when this is given (IDEMPOTENCY_REDIS_TLS).
    */

@@ -14,7 +14,7 @@
  *
  * A body that is not an admission.k8s.io/v1 AdmissionReview is a 400 for the server to send.
  */
-import { suggest } from '../config/schema';
+import { suggest } from '../config/checks';
 import { buildInjectionPatch, type Injection, type JsonPatchOperation } from './patch';
 import { ADMIN_PORT_NAME, ANNOTATIONS, ANNOTATION_PREFIX, CONFIG_VOLUME_NAME, CONTAINER_NAME, PROXY_PORT_NAME } from './names';
 import type { SidecarTemplate } from './template';

@@ -11,7 +11,8 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { loadConfig, unknownEnvironmentVariables } from '../../src/config/load';
+import { loadSettings, unknownEnvironmentVariables } from '../../src/config/load';
+import type { SidecarValues } from '../../src/config/settings';
 import { parseSidecarTemplate } from '../../src/webhook/template';
 import { injectedPod } from '../helpers/admission-review';
 import { renderValid as renderValidated, validateContainer, validateObject } from './kube-validate';
@@ -201,10 +202,10 @@ function resolvedEnv(c: ContainerSpec): Record<string, string> {
 }
 
 /** The program's own configuration loader, given what the chart gives the container. */
-function loadAsTheSidecarWould(c: ContainerSpec, files: Record<string, string> = {}): ReturnType<typeof loadConfig> {
+function loadAsTheSidecarWould(c: ContainerSpec, files: Record<string, string> = {}): SidecarValues {
   const environment = resolvedEnv(c);
   expect(unknownEnvironmentVariables(environment)).toEqual([]);
-  return loadConfig({
+  return loadSettings({
     argv: c.args ?? [],
     env: environment,
     readFile: (file) => {
@@ -212,7 +213,7 @@ function loadAsTheSidecarWould(c: ContainerSpec, files: Record<string, string> =
       if (text === undefined) throw new Error(`ENOENT: ${file}`);
       return text;
     },
-  });
+  }).values;
 }
 
 beforeAll(() => {

@@ -14,7 +14,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { loadConfig, unknownEnvironmentVariables } from '../../src/config/load';
+import { loadSettings, unknownEnvironmentVariables } from '../../src/config/load';
+import type { SidecarValues } from '../../src/config/settings';
+import { createCertificateAuthority, issueClientCertificate, issueServerCertificate } from '../helpers/tls-certificates';
 import { parseSidecarTemplate } from '../../src/webhook/template';
 import { injectedPod } from '../helpers/admission-review';
 import { renderValid as renderValidated, validateContainer, validateObject } from './kube-validate';
@@ -64,10 +66,21 @@ function encryptionKey(id: string): string {
 }
 
 /** The Secrets as the cluster holds them: name -> key -> content. Values no render may contain. */
+/**
+ * Real PEM material: the program reads and checks every file its settings name when it loads them,
+ * so "the program accepts it" means the mounted files hold what a Secret would.
+ */
+const PEM_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'chart-pem-'));
+afterAll(() => fs.rmSync(PEM_DIR, { recursive: true, force: true }));
+const redisCa = createCertificateAuthority(PEM_DIR, 'redis-ca');
+const redisClient = issueClientCertificate(redisCa, PEM_DIR, 'redis-client');
+const clientCa = createCertificateAuthority(PEM_DIR, 'client-ca');
+const listener = issueServerCertificate(clientCa, PEM_DIR, 'listener');
+
 const SECRETS: Record<string, Record<string, string>> = {
   'redis-acl': { username: 'acl-user-5e1d', password: 'acl-pass-9f3b1c' },
-  'redis-tls': { 'ca.crt': '-----BEGIN CERTIFICATE-----\nREDIS-CA\n', 'tls.crt': 'REDIS-CLIENT-CERT\n', 'tls.key': 'REDIS-CLIENT-KEY\n' },
-  'payments-tls': { 'tls.crt': 'LISTENER-CERT\n', 'tls.key': 'LISTENER-KEY\n', 'ca.crt': 'CLIENT-CA\n' },
+  'redis-tls': { 'ca.crt': redisCa.cert.toString(), 'tls.crt': redisClient.cert.toString(), 'tls.key': redisClient.key.toString() },
+  'payments-tls': { 'tls.crt': listener.cert.toString(), 'tls.key': listener.key.toString(), 'ca.crt': clientCa.cert.toString() },
   'payments-encryption': { 'encryption-keys': `${encryptionKey('k2')}\n${encryptionKey('k1')}\n` },
   'payments-redis': { 'redis-url': 'rediss://:url-pass@redis.payments.svc:6380/0' },
 };
@@ -162,10 +175,11 @@ function asTheKubeletWould(spec: PodSpec, c: Container): Record<string, string> 
   return out;
 }
 
-function loadAsTheSidecarWould(spec: PodSpec, c: Container, files: Record<string, string> = {}): ReturnType<typeof loadConfig> {
+/** The settings as the program parsed them, once it has accepted them and the files they name. */
+function loadAsTheSidecarWould(spec: PodSpec, c: Container, files: Record<string, string> = {}): SidecarValues {
   const environment = asTheKubeletWould(spec, c);
   expect(unknownEnvironmentVariables(environment)).toEqual([]);
-  return loadConfig({
+  return loadSettings({
     argv: [],
     env: environment,
     readFile: (file) => {
@@ -173,7 +187,7 @@ function loadAsTheSidecarWould(spec: PodSpec, c: Container, files: Record<string
       if (text === undefined) throw new Error(`ENOENT: ${file}`);
       return text;
     },
-  });
+  }).values;
 }
 
 /** No secret's content anywhere in what the chart renders (Secrets are only referenced). */

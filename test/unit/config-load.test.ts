@@ -1,20 +1,27 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   describeSettings,
   formatHelp,
   loadConfig,
   parseCommandLine,
-  redactConfig,
+  loadSettings,
+  redactSettings,
   unknownEnvironmentVariables,
   type LoadInput,
 } from '../../src/config/load';
 import { DEFAULTS } from '../../src/config/schema';
 import { ConfigError } from '../../src/errors';
+import { createCertificateAuthority, issueClientCertificate, issueServerCertificate } from '../helpers/tls-certificates';
 
 const UPSTREAM = { IDEMPOTENCY_UPSTREAM: 'http://127.0.0.1:3000' };
-/** Any readable file: the file settings are read when the sidecar starts, not when it loads its config. */
-const PEM_FILE = __filename;
+/** Real PEM files: loading the config reads and checks what every file setting names. */
+const PEM_DIR = mkdtempSync(path.join(tmpdir(), 'config-load-pem-'));
+afterAll(() => rmSync(PEM_DIR, { recursive: true, force: true }));
+const CA = createCertificateAuthority(PEM_DIR, 'ca');
+const LISTENER = issueServerCertificate(CA, PEM_DIR, 'listener');
+const REDIS_CLIENT = issueClientCertificate(CA, PEM_DIR, 'redis-client');
 const KEY_B64 = Buffer.alloc(32, 7).toString('base64');
 const OLD_KEY_B64 = Buffer.alloc(32, 9).toString('base64');
 
@@ -37,7 +44,8 @@ function input(given: Given): LoadInput {
   };
 }
 
-const load = (given: Given) => loadConfig(input(given));
+/** The settings as their rows parsed them (the Config assembles them further). */
+const load = (given: Given) => loadSettings(input(given)).values;
 
 /** The problems of the ConfigError that loading throws; fails the test if it does not throw one. */
 function problemsOf(given: Given): readonly string[] {
@@ -195,15 +203,15 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
         IDEMPOTENCY_STORE_TIMEOUT: '250ms',
         IDEMPOTENCY_SHUTDOWN_GRACE: '5s',
         IDEMPOTENCY_LOG_LEVEL: 'debug',
-        IDEMPOTENCY_REDIS_TLS_CA_FILE: PEM_FILE,
-        IDEMPOTENCY_REDIS_TLS_CERT_FILE: PEM_FILE,
-        IDEMPOTENCY_REDIS_TLS_KEY_FILE: PEM_FILE,
+        IDEMPOTENCY_REDIS_TLS_CA_FILE: CA.certPath,
+        IDEMPOTENCY_REDIS_TLS_CERT_FILE: REDIS_CLIENT.certPath,
+        IDEMPOTENCY_REDIS_TLS_KEY_FILE: REDIS_CLIENT.keyPath,
         IDEMPOTENCY_REDIS_WAIT_REPLICAS: '1',
         IDEMPOTENCY_REDIS_WAIT_TIMEOUT: '100ms',
         IDEMPOTENCY_TENANT_FROM: 'client-certificate',
-        IDEMPOTENCY_TLS_CERT_FILE: PEM_FILE,
-        IDEMPOTENCY_TLS_KEY_FILE: PEM_FILE,
-        IDEMPOTENCY_TLS_CLIENT_CA_FILE: PEM_FILE,
+        IDEMPOTENCY_TLS_CERT_FILE: LISTENER.certPath,
+        IDEMPOTENCY_TLS_KEY_FILE: LISTENER.keyPath,
+        IDEMPOTENCY_TLS_CLIENT_CA_FILE: CA.certPath,
         IDEMPOTENCY_ENCRYPTION_KEYS: `k2:${KEY_B64},k1:${OLD_KEY_B64}`,
         IDEMPOTENCY_CLIENT_HEADER_TIMEOUT: '3s',
         IDEMPOTENCY_CLIENT_REQUEST_TIMEOUT: '9s',
@@ -218,9 +226,9 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
       adminPort: 19090,
       redisUrl: 'rediss://:pw@redis:6380/2',
       redisTls: false,
-      redisTlsCaFile: PEM_FILE,
-      redisTlsCertFile: PEM_FILE,
-      redisTlsKeyFile: PEM_FILE,
+      redisTlsCaFile: CA.certPath,
+      redisTlsCertFile: REDIS_CLIENT.certPath,
+      redisTlsKeyFile: REDIS_CLIENT.keyPath,
       redisWaitReplicas: 1,
       redisWaitTimeoutMs: 100,
       redlockUrls: ['redis://a:6379', 'redis://b:6379', 'redis://c:6379'],
@@ -238,10 +246,13 @@ describe('loadConfig precedence: flags > env > file > defaults', () => {
       tenantHeaders: ['authorization', 'x-tenant-id'],
       tenantFrom: 'client-certificate',
       tenantMissing: 'shared',
-      tlsCertFile: PEM_FILE,
-      tlsKeyFile: PEM_FILE,
-      tlsClientCaFile: PEM_FILE,
-      encryptionKeys: `k2:${KEY_B64},k1:${OLD_KEY_B64}`,
+      tlsCertFile: LISTENER.certPath,
+      tlsKeyFile: LISTENER.keyPath,
+      tlsClientCaFile: CA.certPath,
+      encryptionKeys: [
+        { id: 'k2', key: Buffer.from(KEY_B64, 'base64') },
+        { id: 'k1', key: Buffer.from(OLD_KEY_B64, 'base64') },
+      ],
       clientHeaderTimeoutMs: 3_000,
       clientRequestTimeoutMs: 9_000,
       maxHeaderSize: 8_192,
@@ -846,7 +857,7 @@ describe('config/example.yaml', () => {
     const config = loadConfig({ argv: ['--config', file], env: {} });
     expect(config.upstream.origin).toBe('http://127.0.0.1:3000');
     expect(config.port).toBe(8080);
-    expect(config.redisUrl).toBeUndefined();
+    expect(config.store).toEqual({ kind: 'memory', maxRecords: 100_000 });
     expect(config.adminToken).toBeUndefined();
     expect(config.routes).toEqual([
       { path: '/healthz', guard: false },
@@ -961,6 +972,7 @@ describe('describeSettings and --help', () => {
     const row = describeSettings().find((s) => s.name === 'storeUnavailable');
     expect(row).toEqual({
       name: 'storeUnavailable',
+      boolean: false,
       env: 'IDEMPOTENCY_STORE_UNAVAILABLE',
       flag: '--store-unavailable',
       default: 'reject',
@@ -979,22 +991,23 @@ describe('describeSettings and --help', () => {
   });
 });
 
-describe('redactConfig', () => {
+describe('redactSettings (--config-test)', () => {
   it('hides the admin token and Redis passwords, and shows the rest', () => {
-    const config = load({
+    const config = loadSettings(input({
       env: {
         ...UPSTREAM,
         IDEMPOTENCY_ADMIN_TOKEN: 'super-secret-token-value',
         IDEMPOTENCY_REDIS_URL: 'redis://:redis-password@redis:6379/0',
         IDEMPOTENCY_REDLOCK_URLS: 'redis://user:lock-password@lock:6379',
       },
-    });
-    const printed = JSON.stringify(redactConfig(config));
+    }));
+    const printed = JSON.stringify(redactSettings(config));
     expect(printed).not.toContain('super-secret-token-value');
     expect(printed).not.toContain('redis-password');
     expect(printed).not.toContain('lock-password');
-    expect(redactConfig(config)).toMatchObject({
+    expect(redactSettings(config)).toMatchObject({
       upstream: 'http://127.0.0.1:3000',
+      store: 'redis',
       adminToken: 'REDACTED',
       redisUrl: 'redis://:REDACTED@redis:6379/0',
       redlockUrls: ['redis://user:REDACTED@lock:6379'],
@@ -1004,7 +1017,7 @@ describe('redactConfig', () => {
 
   it('hides the node password and the encryption keys', () => {
     const key = Buffer.alloc(32, 3).toString('base64');
-    const config = load({
+    const config = loadSettings(input({
       env: {
         ...UPSTREAM,
         IDEMPOTENCY_REDIS_SENTINELS: 's0:26379',
@@ -1013,15 +1026,20 @@ describe('redactConfig', () => {
         IDEMPOTENCY_REDIS_PASSWORD: 'node-password-value',
         IDEMPOTENCY_ENCRYPTION_KEYS: `k1:${key}`,
       },
-    });
-    const printed = JSON.stringify(redactConfig(config));
+    }));
+    const printed = JSON.stringify(redactSettings(config));
     expect(printed).not.toContain('node-password-value');
     expect(printed).not.toContain(key);
-    expect(redactConfig(config)).toMatchObject({ redisPassword: 'REDACTED', encryptionKeys: 'REDACTED', redisUsername: 'idempotency-store' });
+    expect(redactSettings(config)).toMatchObject({
+      redisPassword: 'REDACTED',
+      encryptionKeys: 'REDACTED',
+      redisUsername: 'idempotency-store',
+      store: 'sentinel',
+    });
   });
 
   it('leaves unset secrets out', () => {
-    const printed = JSON.parse(JSON.stringify(redactConfig(load({})))) as Record<string, unknown>;
+    const printed = JSON.parse(JSON.stringify(redactSettings(loadSettings(input({}))))) as Record<string, unknown>;
     expect('adminToken' in printed).toBe(false);
     expect('redisUrl' in printed).toBe(false);
   });

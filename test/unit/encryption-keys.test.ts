@@ -1,18 +1,26 @@
 /**
- * The configured encryption keys as the composition root loads them: from the variable or the
- * file, the first one encrypting, and a problem as one ConfigError line naming the setting.
+ * The configured encryption keys as the configuration loads them: from the variable or the file,
+ * the first one encrypting, and a problem as one ConfigError line naming the setting.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadEncryptionKeys } from '../../src/config/encryption-keys';
+import { loadConfig } from '../../src/config/load';
 import { ConfigError } from '../../src/errors';
+
+/** The keys of a configuration with these settings. */
+function loadEncryptionKeys(settings: { readonly encryptionKeys?: string; readonly encryptionKeysFile?: string }) {
+  const env: Record<string, string> = { IDEMPOTENCY_UPSTREAM: 'http://127.0.0.1:3000' };
+  if (settings.encryptionKeys !== undefined) env['IDEMPOTENCY_ENCRYPTION_KEYS'] = settings.encryptionKeys;
+  if (settings.encryptionKeysFile !== undefined) env['IDEMPOTENCY_ENCRYPTION_KEYS_FILE'] = settings.encryptionKeysFile;
+  return loadConfig({ argv: [], env }).encryption;
+}
 
 const A = randomBytes(32);
 const B = randomBytes(32);
 
-describe('loadEncryptionKeys', () => {
+describe('the encryption keys of a configuration', () => {
   let dir: string;
   beforeAll(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keys-'));
@@ -57,7 +65,7 @@ describe('loadEncryptionKeys', () => {
     });
   });
 
-  test('a file gone since validation, or holding a bad key, is one line naming the setting and never the key', () => {
+  test('a missing file, or one holding a bad key, is one line naming the setting and never the key', () => {
     expect(problemOf(() => loadEncryptionKeys({ encryptionKeysFile: path.join(dir, 'absent') }))).toMatch(
       /^IDEMPOTENCY_ENCRYPTION_KEYS_FILE: ".*absent" cannot be read \(ENOENT\)/,
     );

@@ -258,7 +258,7 @@ describe('the webhook command line and help', () => {
 
   it('lists every setting with its flag and variable', () => {
     const help = formatWebhookHelp();
-    for (const setting of WEBHOOK_SETTINGS) expect(help).toContain(webhookEnvName(setting.name));
+    for (const name of Object.keys(WEBHOOK_SETTINGS)) expect(help).toContain(webhookEnvName(name));
     expect(help).toContain('--tls-cert VALUE, IDEMPOTENCY_WEBHOOK_TLS_CERT  (default: required)');
     expect(help).toContain('--sidecar-template VALUE, IDEMPOTENCY_WEBHOOK_SIDECAR_TEMPLATE');
   });

@@ -1,13 +1,16 @@
 /**
- * The Redis TLS files: read once, checked as what their settings say they are, and every problem
- * reported at once as one line per setting (ConfigError: exit 2).
+ * The Redis TLS files: read once, with the rest of the configuration, checked as what their
+ * settings say they are, and every problem reported at once as one line per setting
+ * (ConfigError: exit 2).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { ConfigError } from '../../src/errors';
-import { hasRedisTlsFiles, loadRedisTls } from '../../src/store/redis-tls';
+import { loadConfig } from '../../src/config/load';
+import type { RedisStoreConfig } from '../../src/config/settings';
+import type { RedisTlsFiles } from '../../src/tls/redis-tls-files';
 import { createCertificateAuthority, issueClientCertificate, issueServerCertificate } from '../helpers/tls-certificates';
 
 let dir: string;
@@ -30,6 +33,19 @@ function write(name: string, text: string): string {
   return file;
 }
 
+const VARIABLES = { redisTlsCaFile: 'IDEMPOTENCY_REDIS_TLS_CA_FILE', redisTlsCertFile: 'IDEMPOTENCY_REDIS_TLS_CERT_FILE', redisTlsKeyFile: 'IDEMPOTENCY_REDIS_TLS_KEY_FILE' } as const;
+
+/** The store of a configuration with these files and a rediss:// URL. */
+function storeWith(files: RedisTlsFiles): RedisStoreConfig {
+  const env: Record<string, string> = { IDEMPOTENCY_UPSTREAM: 'http://127.0.0.1:3000', IDEMPOTENCY_REDIS_URL: 'rediss://127.0.0.1:6380' };
+  for (const [setting, file] of Object.entries(files)) if (file !== undefined) env[VARIABLES[setting as keyof RedisTlsFiles]] = file;
+  const { store } = loadConfig({ argv: [], env });
+  if (store.kind === 'memory') throw new Error('expected a Redis store');
+  return store;
+}
+
+const loadRedisTls = (files: RedisTlsFiles) => storeWith(files).tls;
+
 function problemsOf(run: () => unknown): readonly string[] {
   try {
     run();
@@ -42,7 +58,7 @@ function problemsOf(run: () => unknown): readonly string[] {
 
 test('no files: no options, and Node verifies against its own CAs', () => {
   expect(loadRedisTls({})).toEqual({});
-  expect(hasRedisTlsFiles({})).toBe(false);
+  expect(storeWith({}).tlsFilesGiven).toBe(false);
 });
 
 test('a CA, a client certificate and its key load as the bytes of the files, and make a usable TLS context', () => {
@@ -51,7 +67,7 @@ test('a CA, a client certificate and its key load as the bytes of the files, and
   expect(Buffer.isBuffer(options.cert) && options.cert.equals(fs.readFileSync(client.certPath))).toBe(true);
   expect(Buffer.isBuffer(options.key) && options.key.equals(fs.readFileSync(client.keyPath))).toBe(true);
   expect(() => tls.createSecureContext({ ...options })).not.toThrow();
-  expect(hasRedisTlsFiles({ redisTlsCaFile: caPath })).toBe(true);
+  expect(storeWith({ redisTlsCaFile: caPath }).tlsFilesGiven).toBe(true);
 });
 
 test('a CA bundle of several certificates is accepted', () => {
@@ -86,5 +102,5 @@ test('every problem at once: an unreadable CA, a key that is not a key', () => {
 
 test('a key that belongs to another certificate is refused', () => {
   const problems = problemsOf(() => loadRedisTls({ redisTlsCertFile: client.certPath, redisTlsKeyFile: otherKeyPath }));
-  expect(problems).toEqual([expect.stringMatching(/^IDEMPOTENCY_REDIS_TLS_KEY_FILE: .* is not the key of the certificate in IDEMPOTENCY_REDIS_TLS_CERT_FILE/)]);
+  expect(problems).toEqual([expect.stringMatching(/^IDEMPOTENCY_REDIS_TLS_KEY_FILE and IDEMPOTENCY_REDIS_TLS_CERT_FILE: .* is not the key of that certificate/)]);
 });

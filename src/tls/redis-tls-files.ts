@@ -1,8 +1,8 @@
 /**
  * The TLS options of every connection to Redis (the store, its subscriber and the lock quorum),
- * from the configured PEM files. The files are read and checked once, at start-up: a file that is
- * not what its setting says stops the process with one line naming the setting (exit 2), instead
- * of surfacing later as a handshake failure that looks like an outage.
+ * from the configured PEM files. The files are read and checked once, with the rest of the
+ * configuration: a file that is not what its setting says is a problem naming the setting
+ * (exit 2), instead of surfacing later as a handshake failure that looks like an outage.
  *
  * Which connections use TLS is not decided here: a URL asks for it with rediss://, Cluster and
  * Sentinel-managed nodes with IDEMPOTENCY_REDIS_TLS (see redis-connection.ts).
@@ -10,8 +10,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import { envName } from '../config/schema';
-import { ConfigError } from '../errors';
 
 /** The configured files; the names are the settings'. */
 export interface RedisTlsFiles {
@@ -36,59 +34,66 @@ function messageOf(error: unknown): string {
   return typeof message === 'string' ? message : String(error);
 }
 
+/** A problem with one of the files, by the setting that names it. */
+export interface RedisTlsProblem {
+  readonly setting: keyof RedisTlsFiles;
+  /** The other file a problem is about (a key that is not the certificate's). */
+  readonly also?: readonly (keyof RedisTlsFiles)[];
+  readonly message: string;
+}
+
 /** The certificates of a PEM bundle, each parsed; a problem when there is none or one is broken. */
-function readCertificates(file: string, setting: string, what: string, problems: string[]): Buffer | undefined {
+function readCertificates(file: string, setting: keyof RedisTlsFiles, what: string, problems: RedisTlsProblem[]): Buffer | undefined {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    problems.push(`${envName(setting)}: ${JSON.stringify(file)} cannot be read (${messageOf(error)}); mount the file there, or fix the path`);
+    problems.push({ setting, message: `${JSON.stringify(file)} cannot be read (${messageOf(error)}); mount the file there, or fix the path` });
     return undefined;
   }
   const blocks = text.match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) {
-    problems.push(
-      `${envName(setting)}: ${JSON.stringify(file)} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give ${what} in PEM`,
-    );
+    problems.push({ setting, message: `${JSON.stringify(file)} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give ${what} in PEM` });
     return undefined;
   }
   for (const block of blocks) {
     try {
       new X509Certificate(block);
     } catch (error) {
-      problems.push(`${envName(setting)}: ${JSON.stringify(file)} holds a certificate that cannot be parsed (${messageOf(error)}); give ${what} in PEM`);
+      problems.push({ setting, message: `${JSON.stringify(file)} holds a certificate that cannot be parsed (${messageOf(error)}); give ${what} in PEM` });
       return undefined;
     }
   }
   return Buffer.from(text);
 }
 
-function readPrivateKey(file: string, problems: string[]): Buffer | undefined {
-  const setting = envName('redisTlsKeyFile');
+function readPrivateKey(file: string, problems: RedisTlsProblem[]): Buffer | undefined {
+  const setting = 'redisTlsKeyFile';
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);
   } catch (error) {
-    problems.push(`${setting}: ${JSON.stringify(file)} cannot be read (${messageOf(error)}); mount the file there, or fix the path`);
+    problems.push({ setting, message: `${JSON.stringify(file)} cannot be read (${messageOf(error)}); mount the file there, or fix the path` });
     return undefined;
   }
   try {
     createPrivateKey(bytes);
   } catch (error) {
-    problems.push(
-      `${setting}: ${JSON.stringify(file)} is not an unencrypted PEM private key (${messageOf(error)}); give the client certificate's key in PEM, without a passphrase`,
-    );
+    problems.push({
+      setting,
+      message: `${JSON.stringify(file)} is not an unencrypted PEM private key (${messageOf(error)}); give the client certificate's key in PEM, without a passphrase`,
+    });
     return undefined;
   }
   return bytes;
 }
 
 /**
- * Reads and checks the files; throws one ConfigError listing every problem. The schema already
- * refuses a certificate without its key and the reverse.
+ * Reads and checks the files: the options, or every problem. The configuration's cross-checks
+ * already refuse a certificate without its key and the reverse.
  */
-export function loadRedisTls(files: RedisTlsFiles): RedisTlsOptions {
-  const problems: string[] = [];
+export function readRedisTls(files: RedisTlsFiles): { readonly options: RedisTlsOptions } | { readonly problems: readonly RedisTlsProblem[] } {
+  const problems: RedisTlsProblem[] = [];
   const ca =
     files.redisTlsCaFile === undefined
       ? undefined
@@ -102,16 +107,20 @@ export function loadRedisTls(files: RedisTlsFiles): RedisTlsOptions {
     // The first certificate is the client's own (a bundle may follow it with intermediates).
     const own = new X509Certificate((cert.toString('utf8').match(PEM_CERTIFICATE) ?? [''])[0]);
     if (!own.checkPrivateKey(createPrivateKey(key))) {
-      problems.push(
-        `${envName('redisTlsKeyFile')}: ${JSON.stringify(files.redisTlsKeyFile)} is not the key of the certificate in ${envName('redisTlsCertFile')}; give the matching pair`,
-      );
+      problems.push({
+        setting: 'redisTlsKeyFile',
+        also: ['redisTlsCertFile'],
+        message: `${JSON.stringify(files.redisTlsKeyFile)} is not the key of that certificate; give the matching pair`,
+      });
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) return { problems };
   return {
-    ...(ca === undefined ? {} : { ca }),
-    ...(cert === undefined ? {} : { cert }),
-    ...(key === undefined ? {} : { key }),
+    options: {
+      ...(ca === undefined ? {} : { ca }),
+      ...(cert === undefined ? {} : { cert }),
+      ...(key === undefined ? {} : { key }),
+    },
   };
 }
 
