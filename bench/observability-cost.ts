@@ -12,7 +12,7 @@ import pino from 'pino';
 import type { RecordStore, Upstream, UpstreamResult } from '../src/engine/ports';
 import { createLogger, logEvents } from '../src/observability/logger';
 import { SidecarMetrics } from '../src/observability/metrics';
-import { guardedChannel, requestChannel, type RequestEvent } from '../src/proxy/events';
+import { guardedChannel, requestChannel, type RequestEvent } from '../src/diagnostics/request-events';
 
 const ITERATIONS = 200_000;
 const WARMUP = 20_000;

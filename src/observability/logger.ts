@@ -8,6 +8,8 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import pino, { type Logger } from 'pino';
 import type { LogLevel } from '../config/settings';
+import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../diagnostics/replica-ack-events';
+import { requestChannel, type RequestEvent } from '../diagnostics/request-events';
 import {
   channels,
   type FencedCompletionEvent,
@@ -17,8 +19,6 @@ import {
   type UnknownOutcomeEvent,
 } from '../engine/events';
 import { RecordUnreadableError } from '../errors';
-import { requestChannel, type RequestEvent } from '../proxy/events';
-import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../store/replica-ack';
 
 export type { Logger };
 

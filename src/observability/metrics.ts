@@ -5,10 +5,10 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import client from 'prom-client';
+import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../diagnostics/replica-ack-events';
+import { guardedChannel, requestChannel, type GuardedPhaseEvent, type RequestEvent, type RequestOutcome } from '../diagnostics/request-events';
 import { channels, type LeaseLostEvent, type StoreErrorEvent, type UnknownOutcomeEvent } from '../engine/events';
 import type { Lease, LockProvider, RecordStore, Upstream, UpstreamResult } from '../engine/ports';
-import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../store/replica-ack';
-import { guardedChannel, requestChannel, type GuardedPhaseEvent, type RequestEvent, type RequestOutcome } from '../proxy/events';
 
 /** Every outcome the contract names, so each series exists (at 0) from the first scrape. */
 export const OUTCOMES: readonly RequestOutcome[] = [

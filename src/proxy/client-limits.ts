@@ -6,8 +6,8 @@
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
+import { requestChannel, type RequestEvent } from '../diagnostics/request-events';
 import { SidecarError } from '../errors';
-import { requestChannel, type RequestEvent } from './events';
 import { problemBody } from './problem';
 
 export interface ClientLimits {

@@ -1,7 +1,7 @@
 /**
  * Every Redis key name the sidecar uses, built here and nowhere else.
  *
- * Layout (prefix `idem:` by default):
+ * Layout (every name starts with `idem:`):
  *
  *   idem:{<keyhash>}:r:<tenant>   string      the record of (tenant, key) (record-value.ts)
  *   idem:{<keyhash>}:l:<tenant>   string      the Redlock lock of (tenant, key)
@@ -23,7 +23,8 @@
 import { hash } from 'node:crypto';
 import type { RecordScope } from '../engine/record';
 
-export const DEFAULT_KEY_PREFIX = 'idem:';
+/** What every name starts with. It has no glob character, so SCAN patterns need no escaping. */
+export const KEY_PREFIX = 'idem:';
 
 /**
  * The slot tag of a client key: SHA-256, base64url (43 characters, never a brace). The tag is
@@ -35,71 +36,33 @@ export function keyTag(key: string): string {
   return hash('sha256', key, 'base64url');
 }
 
-/** Throws a TypeError naming the option when a prefix would break the hash tag. */
-export function checkKeyPrefix(prefix: string): string {
-  // Redis hashes the first `{...}` of a key name: a brace in the prefix would become the tag.
-  if (prefix.includes('{') || prefix.includes('}')) {
-    throw new TypeError(`keyPrefix must not contain "{" or "}" (got ${JSON.stringify(prefix)})`);
-  }
-  return prefix;
+/** The record of (tenant, key). */
+export function recordKey(scope: RecordScope): string {
+  return `${KEY_PREFIX}{${keyTag(scope.key)}}:r:${scope.tenant}`;
 }
 
-/** Key names under one prefix. */
-export class Keyspace {
-  readonly prefix: string;
+/** The lock resource of (tenant, key), passed to LockProvider.acquire. */
+export function lockResource(scope: RecordScope): string {
+  return `${KEY_PREFIX}{${keyTag(scope.key)}}:l:${scope.tenant}`;
+}
 
-  constructor(prefix: string = DEFAULT_KEY_PREFIX) {
-    this.prefix = checkKeyPrefix(prefix);
-  }
+/**
+ * The pub/sub channel on which the record of (tenant, key) announces that it settled. It has the
+ * record's hash tag too, though classic PUBLISH ignores slots (see redis-watch.ts): a move to
+ * sharded pub/sub (SPUBLISH, which must stay in the record's slot) would need no new name.
+ */
+export function channelName(scope: RecordScope): string {
+  return `${KEY_PREFIX}{${keyTag(scope.key)}}:c:${scope.tenant}`;
+}
 
-  /** The record hash of (tenant, key). */
-  record(scope: RecordScope): string {
-    return `${this.prefix}{${keyTag(scope.key)}}:r:${scope.tenant}`;
-  }
-
-  /** The lock resource of (tenant, key), passed to LockProvider.acquire. */
-  lock(scope: RecordScope): string {
-    return `${this.prefix}{${keyTag(scope.key)}}:l:${scope.tenant}`;
-  }
-
-  /**
-   * The SCAN pattern that matches the records of every tenant under this key, and the length of
-   * what precedes the tenant in each name. The prefix's glob characters are escaped; the tag has
-   * none (base64url).
-   */
-  recordPattern(key: string): { readonly pattern: string; readonly tenantAt: number } {
-    const head = `{${keyTag(key)}}:r:`;
-    return { pattern: `${this.prefix.replace(/[*?[\\\]]/g, '\\$&')}${head}*`, tenantAt: this.prefix.length + head.length };
-  }
-
-  /**
-   * The pub/sub channel on which the record of (tenant, key) announces that it settled. It has
-   * the record's hash tag too, though classic PUBLISH ignores slots (see redis-watch.ts): a move
-   * to sharded pub/sub (SPUBLISH, which must stay in the record's slot) would need no new name.
-   */
-  channel(scope: RecordScope): string {
-    return `${this.prefix}{${keyTag(scope.key)}}:c:${scope.tenant}`;
-  }
-
-  /**
-   * The record and channel names at once, hashing the key once: a script call needs both, and a
-   * SHA-256 digest per name was a visible share of a request's CPU.
-   */
-  names(scope: RecordScope): RecordNames {
-    let names = this.namesOf.get(scope);
-    if (names === undefined) {
-      const base = `${this.prefix}{${keyTag(scope.key)}}:`;
-      names = { record: `${base}r:${scope.tenant}`, channel: `${base}c:${scope.tenant}` };
-      this.namesOf.set(scope, names);
-    }
-    return names;
-  }
-
-  /**
-   * Names already worked out, per scope object: a request's claim and its completion (and any
-   * renewal) pass the same scope, so its key is hashed once, and the entry goes with the request.
-   */
-  private readonly namesOf = new WeakMap<RecordScope, RecordNames>();
+/**
+ * The SCAN pattern that matches the records of every tenant under this key, and the length of
+ * what precedes the tenant in each name. Neither the prefix nor the tag (base64url) has a glob
+ * character to escape.
+ */
+export function recordPattern(key: string): { readonly pattern: string; readonly tenantAt: number } {
+  const head = `${KEY_PREFIX}{${keyTag(key)}}:r:`;
+  return { pattern: `${head}*`, tenantAt: head.length };
 }
 
 /** Every name a transition of one record needs. */
@@ -108,19 +71,22 @@ export interface RecordNames {
   readonly channel: string;
 }
 
-const defaultKeyspace = new Keyspace();
+/**
+ * Names already worked out, per scope object: a request's claim and its completion (and any
+ * renewal) pass the same scope, so its key is hashed once, and the entry goes with the request.
+ */
+const namesOf = new WeakMap<RecordScope, RecordNames>();
 
-/** The record key under the default prefix. */
-export function recordKey(scope: RecordScope, prefix: string = DEFAULT_KEY_PREFIX): string {
-  return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.record(scope) : new Keyspace(prefix).record(scope);
-}
-
-/** The lock resource name the engine passes to LockProvider.acquire. */
-export function lockResource(scope: RecordScope, prefix: string = DEFAULT_KEY_PREFIX): string {
-  return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.lock(scope) : new Keyspace(prefix).lock(scope);
-}
-
-/** The settle channel of a record under the default prefix. */
-export function channelName(scope: RecordScope, prefix: string = DEFAULT_KEY_PREFIX): string {
-  return prefix === DEFAULT_KEY_PREFIX ? defaultKeyspace.channel(scope) : new Keyspace(prefix).channel(scope);
+/**
+ * The record and channel names at once, hashing the key once: a script call needs both, and a
+ * SHA-256 digest per name was a visible share of a request's CPU.
+ */
+export function recordNames(scope: RecordScope): RecordNames {
+  let names = namesOf.get(scope);
+  if (names === undefined) {
+    const base = `${KEY_PREFIX}{${keyTag(scope.key)}}:`;
+    names = { record: `${base}r:${scope.tenant}`, channel: `${base}c:${scope.tenant}` };
+    namesOf.set(scope, names);
+  }
+  return names;
 }

@@ -17,7 +17,7 @@ import path from 'node:path';
 import type { ClaimRequest, ClaimResult, ReadOptions, RecordStore, RecordWatch } from '../engine/ports';
 import type { IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
 import { StoreUnavailableError } from '../errors';
-import { DEFAULT_KEY_PREFIX, Keyspace } from './keys';
+import { channelName, recordKey, recordNames, recordPattern } from './keys';
 import { readScript } from './lua-scripts';
 import { decodeFound, decodeWithExpiry, encodeInFlight, encodeResponse, malformed, parseHeaders } from './record-value';
 import { closeClient, type RedisClient, whenReady, withDeadline } from './redis-connection';
@@ -27,8 +27,6 @@ import { checkReplicaAckOptions, evalAcknowledged, type ReplicaAckOptions } from
 export interface RedisRecordStoreOptions {
   /** Longest one operation may take before it fails with StoreUnavailableError. */
   readonly storeTimeoutMs: number;
-  /** Prefix of every key name; default `idem:`. */
-  readonly keyPrefix?: string;
   /**
    * Replicas that must acknowledge a claim and a completion (WAIT) before they count as done;
    * 0 or absent: none, and the scripts go out alone (replica-ack.ts says why and how).
@@ -85,7 +83,6 @@ const LEGACY_STATES: ReadonlySet<string> = new Set<RecordState>(['in_flight', 'c
 export class RedisRecordStore implements RecordStore {
   private readonly client: RedisClient;
   private readonly timeoutMs: number;
-  private readonly keys: Keyspace;
   private readonly watches: RedisWatchHub;
   private readonly replicaAck: ReplicaAckOptions | undefined;
   /**
@@ -103,7 +100,6 @@ export class RedisRecordStore implements RecordStore {
     }
     this.client = client;
     this.timeoutMs = options.storeTimeoutMs;
-    this.keys = new Keyspace(options.keyPrefix ?? DEFAULT_KEY_PREFIX);
     this.watches = new RedisWatchHub(client, this.timeoutMs);
     this.replicaAck = replicaAckOptions(options);
     this.ackClients = this.replicaAck === undefined ? [] : Array.from({ length: ACK_CONNECTIONS }, () => duplicateClient(client));
@@ -115,11 +111,11 @@ export class RedisRecordStore implements RecordStore {
   }
 
   async read(scope: RecordScope, options?: ReadOptions): Promise<IdempotencyRecord | null> {
-    return parseRead(await this.script('read', 'idemReadBuffer', [this.keys.record(scope)], [options?.watching === true ? '1' : '0']));
+    return parseRead(await this.script('read', 'idemReadBuffer', [recordKey(scope)], [options?.watching === true ? '1' : '0']));
   }
 
   async claim(scope: RecordScope, request: ClaimRequest): Promise<ClaimResult> {
-    const names = this.keys.names(scope);
+    const names = recordNames(scope);
     const leaseMs = milliseconds(request.leaseMs, 'leaseMs');
     const ttlMs = milliseconds(request.ttlMs, 'ttlMs');
     const reply = await this.settlingScript(scope, 'claim', 'idemClaim', [names.record], [
@@ -152,12 +148,12 @@ export class RedisRecordStore implements RecordStore {
 
   async renew(scope: RecordScope, token: string, leaseMs: number): Promise<boolean> {
     return isOne(
-      await this.script('renew', 'idemRenew', [this.keys.record(scope)], [token, String(milliseconds(leaseMs, 'leaseMs'))]),
+      await this.script('renew', 'idemRenew', [recordKey(scope)], [token, String(milliseconds(leaseMs, 'leaseMs'))]),
     );
   }
 
   async complete(scope: RecordScope, token: string, response: StoredResponse, ttlMs: number): Promise<boolean> {
-    const names = this.keys.names(scope);
+    const names = recordNames(scope);
     const reply = await this.settlingScript(scope, 'complete', 'idemComplete', [names.record], [
       token,
       String(milliseconds(ttlMs, 'ttlMs')),
@@ -168,12 +164,12 @@ export class RedisRecordStore implements RecordStore {
   }
 
   async markUnknown(scope: RecordScope, token: string): Promise<boolean> {
-    const names = this.keys.names(scope);
+    const names = recordNames(scope);
     return isOne(await this.script('mark unknown', 'idemMarkUnknown', [names.record], [token, names.channel]));
   }
 
   async release(scope: RecordScope, token: string): Promise<boolean> {
-    const names = this.keys.names(scope);
+    const names = recordNames(scope);
     return isOne(await this.settlingScript(scope, 'release', 'idemRelease', [names.record], [token, names.channel]));
   }
 
@@ -184,7 +180,7 @@ export class RedisRecordStore implements RecordStore {
    * in between is simply absent.
    */
   async listByKey(key: string): Promise<TenantRecord[]> {
-    const { pattern, tenantAt } = this.keys.recordPattern(key);
+    const { pattern, tenantAt } = recordPattern(key);
     const names = await this.scan(pattern);
     if (names.length === 0) return [];
     const replies = await this.run('list', async () => {
@@ -206,7 +202,7 @@ export class RedisRecordStore implements RecordStore {
   }
 
   async remove(scope: RecordScope): Promise<boolean> {
-    const names = this.keys.names(scope);
+    const names = recordNames(scope);
     return isOne(await this.script('remove', 'idemRemove', [names.record], [names.channel]));
   }
 
@@ -215,7 +211,7 @@ export class RedisRecordStore implements RecordStore {
   }
 
   watch(scope: RecordScope): Promise<RecordWatch> {
-    return this.watches.watch(this.keys.channel(scope));
+    return this.watches.watch(channelName(scope));
   }
 
   async close(): Promise<void> {

@@ -17,22 +17,10 @@
  * NOSCRIPT resends the pair with EVAL, so the WAIT always follows the write it vouches for.
  */
 import { createHash } from 'node:crypto';
-import diagnosticsChannel from 'node:diagnostics_channel';
+import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../diagnostics/replica-ack-events';
 import type { RecordScope } from '../engine/record';
 import { ReplicasNotAcknowledgedError, StoreUnavailableError } from '../errors';
 import type { RedisClient } from './redis-connection';
-
-/** A write that fewer replicas acknowledged than required, within the wait timeout. */
-export interface ReplicaAckShortEvent {
-  readonly scope: RecordScope;
-  /** The store operation: `claim`, `complete` or `release`. */
-  readonly operation: string;
-  readonly wanted: number;
-  readonly acknowledged: number;
-  readonly timeoutMs: number;
-}
-
-export const replicaAckShortChannel = diagnosticsChannel.channel('idempotency-sidecar:replica-ack-short');
 
 export interface ReplicaAckOptions {
   /** Replicas that must acknowledge (WAIT numreplicas); at least 1. */

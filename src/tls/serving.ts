@@ -5,8 +5,16 @@
  */
 import type https from 'node:https';
 import type tls from 'node:tls';
-import type { Logger } from '../observability/logger';
 import { describeCertificate, type KeyPair, KeyPairReloader, type KeyPairPaths } from './key-pair';
+
+/**
+ * The two calls the reloader makes, in pino's shape (fields first, then the message): any logger
+ * of that shape fits, so tls/ does not depend on observability/.
+ */
+export interface ReloadLog {
+  info(fields: object, message: string): void;
+  warn(fields: object, message: string): void;
+}
 
 /** What a context needs; TLS 1.0 and 1.1 are refused (RFC 8996). */
 function secureContextOptions(pair: KeyPair): tls.SecureContextOptions {
@@ -33,7 +41,7 @@ export function reloadServerTls(
   server: tls.Server,
   paths: KeyPairPaths,
   initial: KeyPair,
-  logger: Logger,
+  logger: ReloadLog,
   intervalMs: number,
 ): KeyPairReloader {
   const reloader = new KeyPairReloader(paths, initial, {

@@ -8,9 +8,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type { LockProvider } from '../../src/engine/ports';
 import { StoreUnavailableError } from '../../src/errors';
-import { MemoryLockProvider } from '../../src/store/memory-lock';
 import { createRedisClient, whenReady } from '../../src/store/redis-connection';
 import { RedlockLockProvider } from '../../src/store/redlock-provider';
+import { MemoryLockProvider } from '../helpers/memory-lock';
 import { type RedisHandle, startRedis } from '../helpers/redis-server';
 
 interface LockFixture {

@@ -11,7 +11,7 @@ import { recordKey } from '../../src/store/keys';
 import { closeClient, createRedisClient, createRedisCluster, whenReady } from '../../src/store/redis-connection';
 import { RedisRecordStore } from '../../src/store/redis-store';
 import { ReplicasNotAcknowledgedError, StoreUnavailableError } from '../../src/errors';
-import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../../src/store/replica-ack';
+import { replicaAckShortChannel, type ReplicaAckShortEvent } from '../../src/diagnostics/replica-ack-events';
 import { redisCli, startRedisCluster, waitUntil, type RedisClusterHandle } from '../helpers/redis-cluster';
 import { startRedis, type RedisHandle } from '../helpers/redis-server';
 

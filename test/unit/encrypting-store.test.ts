@@ -12,10 +12,10 @@ import type { RecordScope, StoredResponse } from '../../src/engine/record';
 import { RecordUnreadableError } from '../../src/errors';
 import { EncryptingRecordStore } from '../../src/store/encrypting-store';
 import { lockResource } from '../../src/store/keys';
-import { MemoryLockProvider } from '../../src/store/memory-lock';
 import { systemClock } from '../../src/system-clock';
 import { MemoryRecordStore } from '../../src/store/memory-store';
 import { ResponseCipher, SEALED_HEADER, sealedKeyId } from '../../src/store/response-cipher';
+import { MemoryLockProvider } from '../helpers/memory-lock';
 
 const K1: EncryptionKey = { id: 'k1', key: randomBytes(32) };
 const K2: EncryptionKey = { id: 'k2', key: randomBytes(32) };

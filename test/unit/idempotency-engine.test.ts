@@ -11,9 +11,9 @@ import type { LockProvider, RecordStore, Upstream, UpstreamRequest, UpstreamResu
 import type { RecordScope, StoredResponse } from '../../src/engine/record';
 import { ReplicasNotAcknowledgedError, StoreUnavailableError } from '../../src/errors';
 import { lockResource } from '../../src/store/keys';
-import { MemoryLockProvider } from '../../src/store/memory-lock';
 import { MemoryRecordStore } from '../../src/store/memory-store';
 import { FakeClock } from '../helpers/fake-clock';
+import { MemoryLockProvider } from '../helpers/memory-lock';
 
 /** An upstream whose answer and delay each test scripts, counting its calls. */
 class ScriptedUpstream implements Upstream {

@@ -1,4 +1,8 @@
-/** One event per request the proxy finishes, for logs and metrics (observability/ subscribes). */
+/**
+ * One event per request the proxy finishes, and one as a guarded request enters and leaves the
+ * engine. The proxy publishes them; observability/ subscribes for logs and metrics. They live
+ * here, not in proxy/, so that the observers need not import the proxy, nor the proxy them.
+ */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { GuardOutcome } from '../engine/idempotency-engine';
 

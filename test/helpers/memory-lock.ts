@@ -1,10 +1,12 @@
 /**
- * Per-key locks in process memory, for a single replica (the in-memory record store's partner).
- * Same contract as Redlock: a held lock yields null, a lock expires by itself after its TTL, and
- * only the holder's token can extend or release it.
+ * Per-key locks in process memory: a LockProvider for tests that take the engine's quorum-lock
+ * path without Redis. The product has no use for it: with one store, the store's atomic claim is
+ * the lock. Same contract as Redlock (test/contract/lock-provider.test.ts holds both to it): a
+ * held lock yields null, a lock expires by itself after its TTL, and only the holder's token can
+ * extend or release it.
  */
 import { randomUUID } from 'node:crypto';
-import type { Lease, LockProvider } from '../engine/ports';
+import type { Lease, LockProvider } from '../../src/engine/ports';
 
 export interface MemoryLockProviderOptions {
   /** Epoch milliseconds; default Date.now. */
