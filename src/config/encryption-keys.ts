@@ -5,18 +5,14 @@
  * environment variable and the key file, with messages that never echo a key.
  */
 
-export interface EncryptionKey {
-  /** Stored with every record it encrypts: how a reader finds the key again after a rotation. */
-  readonly id: string;
-  /** 32 bytes: AES-256. */
-  readonly key: Buffer;
-}
+import { KEY_BYTES, type EncryptionKey } from '../store/response-cipher';
+
+export type { EncryptionKey };
 
 export type ParsedKeys = { readonly ok: true; readonly keys: readonly EncryptionKey[] } | { readonly ok: false; readonly problem: string };
 
 const KEY_ID = /^[A-Za-z0-9._-]{1,32}$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$|^[A-Za-z0-9_-]+$/;
-export const KEY_BYTES = 32;
 
 /**
  * `separator` is ',' for the variable and '\n' for the file (where blank lines and lines starting

@@ -13,7 +13,6 @@
  * in the clear and only the check remains. Records written in the clear before encryption was
  * turned on are replayed as they are, so turning it on loses no record.
  */
-import type { KeySetting } from '../config/encryption-keys';
 import type { ClaimRequest, ClaimResult, ReadOptions, RecordStore, RecordWatch } from '../engine/ports';
 import type { FoundRecord, IdempotencyRecord, RecordScope, StoredResponse, TenantRecord } from '../engine/record';
 import { RecordUnreadableError } from '../errors';
@@ -23,7 +22,7 @@ export interface EncryptingStoreOptions {
   /** Absent: no keys are configured; responses are stored in the clear. */
   readonly cipher?: ResponseCipher;
   /** The setting the keys came from, named in the operator's message when a record is unreadable. */
-  readonly keySetting: KeySetting;
+  readonly keySetting: string;
 }
 
 export class EncryptingRecordStore implements RecordStore {

@@ -17,9 +17,17 @@
  * or given another key id or status, fails to decrypt instead of being replayed.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import type { EncryptionKey } from '../config/encryption-keys';
-import { KEY_BYTES } from '../config/encryption-keys';
 import type { HeaderPair, RecordScope, StoredResponse } from '../engine/record';
+
+/** AES-256. */
+export const KEY_BYTES = 32;
+
+export interface EncryptionKey {
+  /** Stored with every record it encrypts: how a reader finds the key again after a rotation. */
+  readonly id: string;
+  /** KEY_BYTES bytes. */
+  readonly key: Buffer;
+}
 
 export const SEALED_HEADER = ':encrypted';
 
