@@ -114,14 +114,15 @@ describe('healthcheck', () => {
   test('a bad port or flag exits 1 (Docker reserves 2) with a line naming it', async () => {
     const bad = await runSidecarCommand(['healthcheck'], { IDEMPOTENCY_ADMIN_PORT: 'ninety' });
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toBe('idempotency-sidecar healthcheck: IDEMPOTENCY_ADMIN_PORT: "ninety" is not a port; use a whole number from 1 to 65535\n');
+    // The same check as the proxy's: both read the setting through the same row.
+    expect(bad.stderr).toBe('idempotency-sidecar healthcheck: IDEMPOTENCY_ADMIN_PORT: "ninety" is not a port; use a whole number from 1 to 65535, or 0 for any free port\n');
     // A sidecar started on admin port 0 bound a port this check cannot guess: it says so.
     const zero = await runSidecarCommand(['healthcheck'], { IDEMPOTENCY_ADMIN_PORT: '0' });
     expect(zero.code).toBe(1);
     expect(zero.stderr).toMatch(/^idempotency-sidecar healthcheck: IDEMPOTENCY_ADMIN_PORT: 0 binds a free port at start, which this check cannot know; give the bound port .* with --admin-port\n$/);
     const flag = await runSidecarCommand(['healthcheck', '--port', '1'], {});
     expect(flag.code).toBe(1);
-    expect(flag.stderr).toMatch(/^idempotency-sidecar healthcheck: command line: .*--port/);
+    expect(flag.stderr).toMatch(/^idempotency-sidecar healthcheck: --port: is not a flag of the healthcheck.*\(see healthcheck --help\)\n$/);
   });
 
   test('--help', async () => {

@@ -347,7 +347,7 @@ describe('TLS files are read once at start', () => {
     const output = await startFails(tlsEnv({ IDEMPOTENCY_REDIS_TLS_CERT_FILE: damaged }));
     expect(output).toMatch(/^idempotency-sidecar: IDEMPOTENCY_REDIS_TLS_CERT_FILE: .* cannot be parsed/m);
     const mismatched = await startFails(tlsEnv({ IDEMPOTENCY_REDIS_TLS_KEY_FILE: server.keyPath }));
-    expect(mismatched).toMatch(/^idempotency-sidecar: IDEMPOTENCY_REDIS_TLS_KEY_FILE: .* is not the key of the certificate in IDEMPOTENCY_REDIS_TLS_CERT_FILE/m);
+    expect(mismatched).toMatch(/^idempotency-sidecar: IDEMPOTENCY_REDIS_TLS_KEY_FILE and IDEMPOTENCY_REDIS_TLS_CERT_FILE: .* is not the key of that certificate/m);
   });
 });
 

@@ -418,9 +418,9 @@ describe('listener TLS files that do not load', () => {
   });
 
   test.each([
-    ['a certificate file that is not PEM', (): Record<string, string> => ({ IDEMPOTENCY_TLS_CERT_FILE: path.join(dir, 'not-pem.txt') }), /^idempotency-sidecar: IDEMPOTENCY_TLS_CERT_FILE \(.*not-pem\.txt\): is not a PEM certificate/],
+    ['a certificate file that is not PEM', (): Record<string, string> => ({ IDEMPOTENCY_TLS_CERT_FILE: path.join(dir, 'not-pem.txt') }), /^idempotency-sidecar: IDEMPOTENCY_TLS_CERT_FILE: ".*not-pem\.txt" is not a PEM certificate/],
     ['a key that belongs to another certificate', (): Record<string, string> => ({ IDEMPOTENCY_TLS_KEY_FILE: otherKey }), /^idempotency-sidecar: IDEMPOTENCY_TLS_CERT_FILE and IDEMPOTENCY_TLS_KEY_FILE: the key does not belong to the certificate/],
-    ['a client CA bundle with no certificate in it', (): Record<string, string> => ({ IDEMPOTENCY_TLS_CLIENT_CA_FILE: path.join(dir, 'not-pem.txt') }), /^idempotency-sidecar: IDEMPOTENCY_TLS_CLIENT_CA_FILE \(.*not-pem\.txt\): holds no PEM certificate/],
+    ['a client CA bundle with no certificate in it', (): Record<string, string> => ({ IDEMPOTENCY_TLS_CLIENT_CA_FILE: path.join(dir, 'not-pem.txt') }), /^idempotency-sidecar: IDEMPOTENCY_TLS_CLIENT_CA_FILE: ".*not-pem\.txt" holds no PEM certificate/],
   ])('%s stops the start: exit 2, one line naming the setting', async (_label, override, expected) => {
     const result = await runSidecarCommand([], {
       IDEMPOTENCY_UPSTREAM: upstream.url,
