@@ -1,7 +1,7 @@
 /**
  * Every answer the sidecar makes itself, with a stable code, an HTTP status and the problem type
  * that RFC 9457 clients dispatch on. Errors keep their `cause` so logs show what went wrong
- * underneath; the HTTP layer renders them in one place (proxy/problem.ts).
+ * underneath; both listeners render them in one place (problem.ts).
  */
 
 export const PROBLEM_TYPE_BASE = 'urn:idempotency-sidecar:problem:';

@@ -10,7 +10,7 @@ import type { TenantRecord } from '../engine/record';
 import { SidecarError } from '../errors';
 import type { Logger } from '../observability/logger';
 // One renderer of problem+json for both listeners, so their error bodies cannot drift apart.
-import { sendProblem } from '../proxy/problem';
+import { sendProblem } from '../problem';
 
 export interface MetricsPage {
   readonly contentType: string;

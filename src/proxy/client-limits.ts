@@ -8,7 +8,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { requestChannel, type RequestEvent } from '../diagnostics/request-events';
 import { SidecarError } from '../errors';
-import { problemBody } from './problem';
+import { problemBody } from '../problem';
 
 export interface ClientLimits {
   /** IDEMPOTENCY_CLIENT_HEADER_TIMEOUT: from the first byte of a request to the end of its headers. */

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { Readable } from 'node:stream';
 import httpProxy from 'http-proxy';
 import { SidecarError } from '../errors';
-import { sendProblem } from './problem';
+import { sendProblem } from '../problem';
 import { tunnelUpgrade } from './upgrade-tunnel';
 
 export class PassThrough {

@@ -20,7 +20,7 @@ import { answerClientError, serverOptions, type ClientLimits } from './client-li
 import { continueInOrder } from './expect-continue';
 import { endToEndPairs } from './headers';
 import type { PassThrough } from './passthrough';
-import { sendProblem } from './problem';
+import { sendProblem } from '../problem';
 import { readRequestBody } from './request-body';
 import { dropUpgradeOffer, hostProblem, loggablePath, originFormTarget, transferCodingProblem } from './request-target';
 import { writeStoredResponse } from './response-writer';

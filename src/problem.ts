@@ -1,6 +1,6 @@
 /** Renders a SidecarError as RFC 9457 problem+json: the one place the sidecar writes its own answers. */
 import type { ServerResponse } from 'node:http';
-import type { SidecarError } from '../errors';
+import type { SidecarError } from './errors';
 
 export interface ProblemBody {
   readonly type: string;
