@@ -9,8 +9,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isMap, parseDocument } from 'yaml';
-import { INVALID, suggest, type Path } from './checks';
-import { ROUTE_KEYS } from './route-rules';
+import { INVALID, redactUrl, suggest, type Path } from './checks';
+import { yamlErrorLines } from './yaml-errors';
 import { configKey, envName, flagName, type Command, type Row, type SettingGroup, type SettingValues } from './table';
 
 export type Env = NodeJS.ProcessEnv | Readonly<Record<string, string | undefined>>;
@@ -264,16 +264,7 @@ function readSettingsFile(
     return { problems: [`${file.namedBy} ${file.path}: cannot be read (${messageOf(error)})`] };
   }
   const document = parseDocument(text, { prettyErrors: true });
-  if (document.errors.length > 0) {
-    return {
-      problems: document.errors.map((error) => {
-        // A pretty message carries a code excerpt on the lines after the first; one line each.
-        const first = (error.message.split('\n')[0] ?? '').replace(/( at line \d+, column \d+)?:$/, '');
-        const at = error.linePos?.[0];
-        return `${file.path}${at === undefined ? '' : `:${at.line}:${at.col}`}: is not valid YAML: ${first}`;
-      }),
-    };
-  }
+  if (document.errors.length > 0) return { problems: yamlErrorLines(document, file.path, 'YAML') };
   if (document.contents === null) return { settings: {} };
   if (!isMap(document.contents)) {
     return { problems: [`${file.path}: is not a mapping of settings; write one setting per line, e.g. upstream: http://127.0.0.1:3000`] };
@@ -361,9 +352,6 @@ function yamlPath(path: Path): string {
   return path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
 }
 
-/** Settings that only route rules know, for the hint of an unknown route key. */
-export { ROUTE_KEYS };
-
 /** One row of `--help`. */
 export interface SettingHelp {
   /** The YAML name, or `(file)` for the file setting itself. */
@@ -421,17 +409,6 @@ export function formatHelp<G extends Rows>(reading: CommandReading<G>, preamble:
     lines.push(`  ${names}  (default: ${row.default})`, `      ${row.meaning}`);
   }
   return `${lines.join('\n')}\n`;
-}
-
-/** The URL with its password blanked, for messages and --config-test. */
-export function redactUrl(text: string): string {
-  try {
-    const url = new URL(text);
-    if (url.password !== '') url.password = 'REDACTED';
-    return url.href;
-  } catch {
-    return text.includes('@') ? '(not shown: it may hold a password)' : text;
-  }
 }
 
 /** A URL setting's value (a string) with its password blanked. */

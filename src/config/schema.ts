@@ -13,7 +13,7 @@ import { parseEncryptionKeys, type ConfiguredKeys } from './encryption-keys';
 import { checkRows, describeIssues, type CommandReading, type SettingIssue, type SettingSources } from './reader';
 import { pathCovers } from './routes';
 import type { Config, ListenerTls, NodeAuth, SidecarValues, StoreConfig } from './settings';
-import { SIDECAR, SIDECAR_SETTINGS, envName, type SettingValues } from './table';
+import { SIDECAR, SIDECAR_SETTINGS, configKey, envName, type SettingValues } from './table';
 import { readKeyPairSync, type KeyPairProblem } from '../tls/key-pair';
 import { readRedisTls, type RedisTlsOptions } from '../tls/redis-tls-files';
 
@@ -32,7 +32,7 @@ type DefaultNames<Rows> = { [N in keyof Rows]: Rows[N] extends { readonly absent
 export const DEFAULTS: SettingValues<Pick<typeof SIDECAR_SETTINGS, DefaultNames<typeof SIDECAR_SETTINGS>>> = deepFreeze(
   Object.fromEntries(
     Object.entries(SIDECAR_SETTINGS).flatMap(([name, setting]) =>
-      typeof setting.absent === 'object' && 'default' in setting.absent ? [[setting.key ?? name, setting.absent.default]] : [],
+      typeof setting.absent === 'object' && 'default' in setting.absent ? [[configKey(name, setting), setting.absent.default]] : [],
     ),
   ) as SettingValues<Pick<typeof SIDECAR_SETTINGS, DefaultNames<typeof SIDECAR_SETTINGS>>>,
 );
@@ -337,10 +337,8 @@ function assemble(s: SidecarValues, material: Material): Config {
     tls: material.redisTls,
     tlsFilesGiven: redisTlsCaFile !== undefined || redisTlsCertFile !== undefined || redisTlsKeyFile !== undefined,
   };
-  const auth: NodeAuth = {
-    ...(redisUsername === undefined ? {} : { username: redisUsername }),
-    ...(redisPassword === undefined ? {} : { password: redisPassword }),
-  };
+  // Unset ones stay undefined: the connection's credentials() leaves them out.
+  const auth: NodeAuth = { username: redisUsername, password: redisPassword };
   // The cross-checks above allow at most one of the three, and a master name with the Sentinels.
   const store: StoreConfig =
     redisClusterNodes !== undefined

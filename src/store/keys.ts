@@ -38,7 +38,7 @@ export function keyTag(key: string): string {
 
 /** The record of (tenant, key). */
 export function recordKey(scope: RecordScope): string {
-  return `${KEY_PREFIX}{${keyTag(scope.key)}}:r:${scope.tenant}`;
+  return recordNames(scope).record;
 }
 
 /** The lock resource of (tenant, key), passed to LockProvider.acquire. */
@@ -52,7 +52,7 @@ export function lockResource(scope: RecordScope): string {
  * sharded pub/sub (SPUBLISH, which must stay in the record's slot) would need no new name.
  */
 export function channelName(scope: RecordScope): string {
-  return `${KEY_PREFIX}{${keyTag(scope.key)}}:c:${scope.tenant}`;
+  return recordNames(scope).channel;
 }
 
 /**

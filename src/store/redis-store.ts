@@ -17,7 +17,7 @@ import path from 'node:path';
 import type { ClaimRequest, ClaimResult, ReadOptions, RecordStore, RecordWatch } from '../engine/ports';
 import type { IdempotencyRecord, RecordScope, RecordState, StoredResponse, TenantRecord } from '../engine/record';
 import { StoreUnavailableError } from '../errors';
-import { channelName, recordKey, recordNames, recordPattern } from './keys';
+import { recordNames, recordPattern } from './keys';
 import { readScript } from './lua-scripts';
 import { decodeFound, decodeWithExpiry, encodeInFlight, encodeResponse, malformed, parseHeaders } from './record-value';
 import { closeClient, type RedisClient, whenReady, withDeadline } from './redis-connection';
@@ -111,7 +111,7 @@ export class RedisRecordStore implements RecordStore {
   }
 
   async read(scope: RecordScope, options?: ReadOptions): Promise<IdempotencyRecord | null> {
-    return parseRead(await this.script('read', 'idemReadBuffer', [recordKey(scope)], [options?.watching === true ? '1' : '0']));
+    return parseRead(await this.script('read', 'idemReadBuffer', [recordNames(scope).record], [options?.watching === true ? '1' : '0']));
   }
 
   async claim(scope: RecordScope, request: ClaimRequest): Promise<ClaimResult> {
@@ -148,7 +148,7 @@ export class RedisRecordStore implements RecordStore {
 
   async renew(scope: RecordScope, token: string, leaseMs: number): Promise<boolean> {
     return isOne(
-      await this.script('renew', 'idemRenew', [recordKey(scope)], [token, String(milliseconds(leaseMs, 'leaseMs'))]),
+      await this.script('renew', 'idemRenew', [recordNames(scope).record], [token, String(milliseconds(leaseMs, 'leaseMs'))]),
     );
   }
 
@@ -211,7 +211,7 @@ export class RedisRecordStore implements RecordStore {
   }
 
   watch(scope: RecordScope): Promise<RecordWatch> {
-    return this.watches.watch(channelName(scope));
+    return this.watches.watch(recordNames(scope).channel);
   }
 
   async close(): Promise<void> {

@@ -7,7 +7,7 @@
  * so the handlers below are what lets the pod stop in time.
  */
 import { exitWithConfigProblems, runUntilSignal } from '../process-lifecycle';
-import { redactUrl } from '../config/reader';
+import { redactUrl } from '../config/checks';
 import { ConfigError } from '../errors';
 import { createLogger } from '../observability/logger';
 import { startWebhook } from './server';

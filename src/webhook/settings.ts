@@ -20,23 +20,15 @@ import {
   type CommandReading,
   type Env,
 } from '../config/reader';
-import { WEBHOOK, WEBHOOK_SETTINGS, envName } from '../config/table';
-import type { LogLevel } from '../config/settings';
+import { WEBHOOK, WEBHOOK_SETTINGS, envName, type SettingValues } from '../config/table';
 import { ConfigError } from '../errors';
 import { parseSidecarTemplate, type SidecarTemplate } from './template';
 import { readKeyPairSync } from '../tls/key-pair';
 
-export interface WebhookConfig {
-  readonly port: number;
-  readonly host: string;
-  readonly tlsCert: string;
-  readonly tlsKey: string;
-  readonly tlsReloadIntervalMs: number;
-  /** The template file's path, and what it holds. */
-  readonly sidecarTemplate: string;
+/** The webhook's settings as their rows parse them, and what the template file holds. */
+export type WebhookConfig = SettingValues<typeof WEBHOOK_SETTINGS> & {
   readonly template: SidecarTemplate;
-  readonly logLevel: LogLevel;
-}
+};
 
 export { WEBHOOK_SETTINGS };
 export type WebhookSettingName = keyof typeof WEBHOOK_SETTINGS;

@@ -26,6 +26,7 @@
  * Kubernetes validates everything else when the patched pod is admitted.
  */
 import { isMap, parseDocument } from 'yaml';
+import { yamlErrorLines } from '../config/yaml-errors';
 import {
   ADMIN_PORT_NAME,
   ANNOTATIONS,
@@ -89,15 +90,7 @@ function portNumber(value: unknown): number | undefined {
  */
 export function parseSidecarTemplate(text: string, where: string): TemplateResult {
   const document = parseDocument(text, { prettyErrors: true });
-  if (document.errors.length > 0) {
-    return {
-      problems: document.errors.map((error) => {
-        const first = (error.message.split('\n')[0] ?? '').replace(/( at line \d+, column \d+)?:$/, '');
-        const at = error.linePos?.[0];
-        return `${where}${at === undefined ? '' : `:${at.line}:${at.col}`}: is not valid YAML or JSON: ${first}`;
-      }),
-    };
-  }
+  if (document.errors.length > 0) return { problems: yamlErrorLines(document, where, 'YAML or JSON') };
   if (!isMap(document.contents)) {
     return { problems: [`${where}: is not a mapping; write the Kubernetes Container to inject (image:, env:, ...), optionally with nativeSidecar:`] };
   }
